@@ -1,0 +1,10 @@
+//! vpclab: an AWS-style VPC built from real Linux namespaces.
+//!
+//! The spine is topology (YAML → checked `Lab`) → plan (pure data) → apply (the kernel).
+
+mod cli;
+mod topology;
+
+fn main() -> std::process::ExitCode {
+    cli::run()
+}

@@ -1,0 +1,444 @@
+//! A checked lab: every reference resolved, every address concrete.
+//!
+//! `validate` is the only way to build a `Lab`, so code downstream (plan, diagram, probes)
+//! never re-checks AWS rules and never meets an "auto" address.
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lab {
+    pub name: String,
+    pub description: Option<String>,
+    pub region: String,
+    pub vpc: Vpc,
+    pub public_ip_pool: Ipv4Net,
+    pub subnets: Vec<Subnet>,
+    pub route_tables: Vec<RouteTable>,
+    pub internet_gateway: Option<String>,
+    pub elastic_ips: Vec<ElasticIp>,
+    pub nat_gateways: Vec<NatGateway>,
+    pub key_pairs: Vec<String>,
+    pub security_groups: Vec<SecurityGroup>,
+    pub instances: Vec<Instance>,
+    pub db_subnet_groups: Vec<DbSubnetGroup>,
+    pub databases: Vec<Database>,
+    pub internet: Vec<InternetHost>,
+    pub expectations: Vec<Expectation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Vpc {
+    pub name: String,
+    pub cidr: Ipv4Net,
+}
+
+impl Vpc {
+    /// The Amazon-provided DNS server: the VPC's base address plus two.
+    pub fn dns_server(&self) -> Ipv4Addr {
+        offset(self.cidr.network(), 2)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subnet {
+    pub name: String,
+    pub az: String,
+    pub cidr: Ipv4Net,
+    /// Index into `Lab::route_tables`.
+    pub route_table: usize,
+    /// Its route table sends 0.0.0.0/0 to the internet gateway.
+    pub public: bool,
+}
+
+impl Subnet {
+    /// The VPC router's address in this subnet (reserved .1).
+    pub fn gateway(&self) -> Ipv4Addr {
+        offset(self.cidr.network(), 1)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteTable {
+    pub name: String,
+    /// The implicit `VPC CIDR -> local` route comes first, as in the console.
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub destination: Ipv4Net,
+    pub target: RouteTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum RouteTarget {
+    Local,
+    InternetGateway(String),
+    /// Index into `Lab::nat_gateways`.
+    NatGateway(usize),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ElasticIp {
+    pub name: String,
+    pub address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NatGateway {
+    pub name: String,
+    pub subnet: usize,
+    pub private_ip: Ipv4Addr,
+    /// Index into `Lab::elastic_ips`.
+    pub elastic_ip: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityGroup {
+    pub name: String,
+    pub description: Option<String>,
+    pub inbound: Vec<SgRule>,
+    pub outbound: Vec<SgRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SgRule {
+    pub protocol: Protocol,
+    /// Inclusive port range; `None` means all ports (or not applicable, for ICMP).
+    pub ports: Option<(u16, u16)>,
+    /// Source for inbound rules, destination for outbound rules.
+    pub peer: Peer,
+    /// How the console would name the rule ("SSH", "HTTP", "Custom TCP").
+    pub label: String,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Icmp,
+    All,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
+            Protocol::All => "all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Peer {
+    Cidr(Ipv4Net),
+    /// Index into `Lab::security_groups`: matches the members' private IPs.
+    Group(usize),
+    /// The internet host marked `my_ip: true`, resolved to its address.
+    MyIp(Ipv4Addr),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub name: String,
+    /// `i-` and 17 hex digits, derived from the lab and instance names (stable across runs).
+    pub id: String,
+    pub subnet: usize,
+    pub private_ip: Ipv4Addr,
+    pub public_ip: PublicIp,
+    pub key_pair: Option<String>,
+    pub security_groups: Vec<usize>,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PublicIp {
+    None,
+    /// Auto-assigned from the pool; changes when the instance is stopped and started.
+    Auto { address: Ipv4Addr },
+    /// Index into `Lab::elastic_ips`; survives stop and start.
+    Elastic { eip: usize, address: Ipv4Addr },
+}
+
+impl PublicIp {
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        match self {
+            PublicIp::None => None,
+            PublicIp::Auto { address } | PublicIp::Elastic { address, .. } => Some(*address),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Ssh,
+    Http,
+    Https,
+}
+
+impl Service {
+    pub const ALL: [Service; 3] = [Service::Ssh, Service::Http, Service::Https];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Ssh => "ssh",
+            Service::Http => "http",
+            Service::Https => "https",
+        }
+    }
+
+    pub fn port(self) -> u16 {
+        match self {
+            Service::Ssh => 22,
+            Service::Http => 80,
+            Service::Https => 443,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DbSubnetGroup {
+    pub name: String,
+    pub subnets: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Database {
+    pub name: String,
+    pub engine: String,
+    pub multi_az: bool,
+    pub subnet_group: usize,
+    pub primary: DbNode,
+    pub standby: Option<DbNode>,
+    pub master_username: String,
+    /// `None`: generated at `up` into a 0600 file in the lab's state dir.
+    #[serde(skip)]
+    pub master_password: Option<String>,
+    pub database_name: String,
+    pub publicly_accessible: bool,
+    pub security_groups: Vec<usize>,
+    pub port: u16,
+    /// `<id>.<12 characters>.<region>.rds.amazonaws.com`
+    pub endpoint: String,
+}
+
+impl Database {
+    pub fn nodes(&self) -> impl Iterator<Item = &DbNode> {
+        std::iter::once(&self.primary).chain(self.standby.as_ref())
+    }
+}
+
+/// One server of an RDS instance (the primary, or the Multi-AZ standby).
+#[derive(Debug, Clone, Serialize)]
+pub struct DbNode {
+    /// Node name: the database name and its AZ's short suffix (`my-database-2c`).
+    pub name: String,
+    pub subnet: usize,
+    pub private_ip: Ipv4Addr,
+    /// Set when the database is publicly accessible.
+    pub public_ip: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InternetHost {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub my_ip: bool,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Expectation {
+    /// Line of the expectation in the lab file, for messages.
+    pub line: u64,
+    pub from: String,
+    pub to: String,
+    pub check: Check,
+    pub result: Outcome,
+    pub port: Option<u16>,
+    /// The source address the far end must see (NAT checks).
+    pub seen_as: Option<Ipv4Addr>,
+    pub answer: Option<Answer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    Ssh,
+    Http,
+    Https,
+    Mysql,
+    Dns,
+    Ping,
+    Tcp,
+}
+
+impl Check {
+    pub const ALL: [Check; 7] = [
+        Check::Ssh,
+        Check::Http,
+        Check::Https,
+        Check::Mysql,
+        Check::Dns,
+        Check::Ping,
+        Check::Tcp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::Ssh => "ssh",
+            Check::Http => "http",
+            Check::Https => "https",
+            Check::Mysql => "mysql",
+            Check::Dns => "dns",
+            Check::Ping => "ping",
+            Check::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Blocked,
+}
+
+/// What a DNS check must resolve to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "address", rename_all = "snake_case")]
+pub enum Answer {
+    /// The target's private IP (split horizon, asked from inside the VPC).
+    Private,
+    /// The target's public IP (asked from the internet).
+    Public,
+    /// The database's current primary, whichever AZ it is in.
+    Primary,
+    Address(Ipv4Addr),
+}
+
+/// `base + n`, for the reserved addresses of a block.
+pub fn offset(base: Ipv4Addr, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base).wrapping_add(n))
+}
+
+/// What a name in the lab refers to.
+#[derive(Debug, Clone, Copy)]
+pub enum NodeRef<'a> {
+    Instance(&'a Instance),
+    Database(&'a Database),
+    DbNode(&'a Database, &'a DbNode),
+    Internet(&'a InternetHost),
+    NatGateway(&'a NatGateway),
+    ElasticIp(&'a ElasticIp),
+}
+
+impl Lab {
+    pub fn subnet(&self, i: usize) -> &Subnet {
+        &self.subnets[i]
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|d| d.name == name)
+    }
+
+    /// Resolves a node, database, NAT gateway or Elastic IP by the name the file gave it.
+    pub fn find(&self, name: &str) -> Option<NodeRef<'_>> {
+        if let Some(i) = self.instance(name) {
+            return Some(NodeRef::Instance(i));
+        }
+        if let Some(d) = self.database(name) {
+            return Some(NodeRef::Database(d));
+        }
+        for d in &self.databases {
+            if let Some(n) = d.nodes().find(|n| n.name == name) {
+                return Some(NodeRef::DbNode(d, n));
+            }
+        }
+        if let Some(h) = self.internet.iter().find(|h| h.name == name) {
+            return Some(NodeRef::Internet(h));
+        }
+        if let Some(n) = self.nat_gateways.iter().find(|n| n.name == name) {
+            return Some(NodeRef::NatGateway(n));
+        }
+        self.elastic_ips
+            .iter()
+            .find(|e| e.name == name)
+            .map(NodeRef::ElasticIp)
+    }
+
+    /// The internet host whose address is "my IP".
+    pub fn my_ip(&self) -> Option<&InternetHost> {
+        self.internet.iter().find(|h| h.my_ip)
+    }
+
+    /// Short AZ suffix as people say it: `ap-northeast-2c` in `ap-northeast-2` is `2c`.
+    pub fn az_suffix<'a>(&self, az: &'a str) -> &'a str {
+        az_suffix(&self.region, az)
+    }
+
+    /// Private DNS name of an address: `ip-10-0-2-238.ap-northeast-2.compute.internal`.
+    pub fn private_dns_name(&self, ip: Ipv4Addr) -> String {
+        let internal = if self.region == "us-east-1" {
+            "ec2.internal".to_string()
+        } else {
+            format!("{}.compute.internal", self.region)
+        };
+        format!("{}.{internal}", hostname_for(ip))
+    }
+
+    /// Public DNS name of an address: `ec2-198-51-100-10.ap-northeast-2.compute.amazonaws.com`.
+    pub fn public_dns_name(&self, ip: Ipv4Addr) -> String {
+        let dashed = ip.to_string().replace('.', "-");
+        if self.region == "us-east-1" {
+            format!("ec2-{dashed}.compute-1.amazonaws.com")
+        } else {
+            format!("ec2-{dashed}.{}.compute.amazonaws.com", self.region)
+        }
+    }
+
+    /// Security groups whose members include this private IP.
+    pub fn members_of(&self, group: usize) -> Vec<Ipv4Addr> {
+        let mut ips: Vec<Ipv4Addr> = self
+            .instances
+            .iter()
+            .filter(|i| i.security_groups.contains(&group))
+            .map(|i| i.private_ip)
+            .collect();
+        for d in &self.databases {
+            if d.security_groups.contains(&group) {
+                ips.extend(d.nodes().map(|n| n.private_ip));
+            }
+        }
+        ips
+    }
+}
+
+pub fn az_suffix<'a>(region: &str, az: &'a str) -> &'a str {
+    match region.rsplit_once('-') {
+        Some((prefix, _)) => az
+            .strip_prefix(prefix)
+            .and_then(|s| s.strip_prefix('-'))
+            .unwrap_or(az),
+        None => az,
+    }
+}
+
+/// The EC2 hostname of a private address: `ip-10-0-2-238`.
+pub fn hostname_for(ip: Ipv4Addr) -> String {
+    format!("ip-{}", ip.to_string().replace('.', "-"))
+}

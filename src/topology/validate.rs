@@ -1,0 +1,1855 @@
+//! AWS's rules for a lab file. Every problem is collected (none stops the others), each
+//! pinned to its line and column with a hint, and a `Lab` is built only when none is an
+//! error. Addresses written as `auto` are allocated here, deterministically.
+
+use super::aws::{self, is_rfc1918, reserved_reason, rule_type, stable_hash};
+use super::diag::Diagnostics;
+use super::file::{self, LabFile, S, Scalar};
+use super::model::*;
+use ipnet::Ipv4Net;
+use serde_saphyr::Location;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// Node names the lab itself uses for its routers.
+pub const RESERVED_NODE_NAMES: &[&str] = &["vpc-router", "internet"];
+
+/// Where the internet's resolver listens, a TEST-NET-1 address the internet hosts use.
+pub const INTERNET_RESOLVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+
+const DEFAULT_PUBLIC_POOL: &str = "198.51.100.0/24";
+/// First host offset handed out from the public pool (198.51.100.10, as in the docs).
+const PUBLIC_POOL_START: u32 = 10;
+
+pub struct Options {
+    /// The lab name to use instead of the file's `name:` (from `--name`).
+    pub name_override: Option<String>,
+    /// Used when the file has no `name:` (the file's stem).
+    pub default_name: String,
+}
+
+/// Checks a parsed lab file. Returns the lab when there is no error; warnings are in the
+/// diagnostics either way.
+pub fn validate(f: &LabFile, opts: &Options) -> (Option<Lab>, Diagnostics) {
+    let mut v = Validator {
+        d: Diagnostics::default(),
+        used_ips: HashMap::new(),
+    };
+    let lab = v.lab(f, opts);
+    let lab = if v.d.has_errors() { None } else { lab };
+    (lab, v.d)
+}
+
+struct Validator {
+    d: Diagnostics,
+    /// Private addresses taken so far, with the owner's name, to catch a second use.
+    used_ips: HashMap<Ipv4Addr, String>,
+}
+
+/// Where a name was defined, to say "already defined at line N".
+struct NameTable {
+    kind: &'static str,
+    names: HashMap<String, Location>,
+}
+
+impl NameTable {
+    fn new(kind: &'static str) -> Self {
+        NameTable {
+            kind,
+            names: HashMap::new(),
+        }
+    }
+}
+
+fn loc<T>(s: &S<T>) -> Location {
+    s.referenced
+}
+
+fn quoted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let v: Vec<String> = items.into_iter().map(|s| format!("`{s}`")).collect();
+    if v.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+impl Validator {
+    fn err(&mut self, at: Location, msg: impl Into<String>, hint: impl Into<String>) {
+        self.d.error(at, msg, hint);
+    }
+
+    /// Parses `a.b.c.d/n`, rejecting host bits so a typo is not silently widened.
+    fn cidr(&mut self, s: &S<Scalar>, what: &str) -> Option<Ipv4Net> {
+        let text = s.value.0.trim();
+        match text.parse::<Ipv4Net>() {
+            Ok(net) if net.trunc() != net => {
+                self.err(
+                    loc(s),
+                    format!("{what} `{text}` has host bits set"),
+                    format!("the network address of that block is `{}`", net.trunc()),
+                );
+                None
+            }
+            Ok(net) => Some(net),
+            Err(_) => {
+                let hint = match text.split_once('/') {
+                    None => "write an IPv4 block with a prefix length, like `10.0.0.0/16`".into(),
+                    Some((_, p)) if p.parse::<u8>().is_ok_and(|p| p > 32) => {
+                        format!("an IPv4 prefix length is 0 to 32, not {p}")
+                    }
+                    Some(_) => "write an IPv4 block like `10.0.0.0/16`".to_string(),
+                };
+                self.err(loc(s), format!("{what} `{text}` is not a valid IPv4 CIDR"), hint);
+                None
+            }
+        }
+    }
+
+    fn ip(&mut self, s: &S<Scalar>, what: &str) -> Option<Ipv4Addr> {
+        let text = s.value.0.trim();
+        match text.parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.err(
+                    loc(s),
+                    format!("{what} `{text}` is not a valid IPv4 address"),
+                    "write four numbers 0-255 separated by dots, like `10.0.2.238`",
+                );
+                None
+            }
+        }
+    }
+
+    /// A node-style name: it becomes part of namespace names and DNS labels.
+    fn node_name(&mut self, s: &S<String>, kind: &str, table: &mut NameTable) -> bool {
+        let name = &s.value;
+        let ok_chars = !name.is_empty()
+            && name.len() <= 32
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_chars {
+            self.err(
+                loc(s),
+                format!("{kind} name `{name}` is not a valid name"),
+                "use 1-32 letters, digits, `-` or `_`, starting with a letter or digit",
+            );
+            return false;
+        }
+        if RESERVED_NODE_NAMES.contains(&name.as_str()) {
+            self.err(
+                loc(s),
+                format!("{kind} name `{name}` is reserved"),
+                format!(
+                    "vpclab uses {} for its own routers; pick another name",
+                    quoted_list(RESERVED_NODE_NAMES.iter().copied())
+                ),
+            );
+            return false;
+        }
+        self.unique(s, kind, table)
+    }
+
+    fn unique(&mut self, s: &S<String>, kind: &str, table: &mut NameTable) -> bool {
+        if let Some(prev) = table.names.get(&s.value) {
+            let line = prev.line();
+            self.err(
+                loc(s),
+                format!(
+                    "{kind} name `{}` is already used by another {} at line {line}",
+                    s.value, table.kind
+                ),
+                "names must be unique; rename one of them",
+            );
+            return false;
+        }
+        table.names.insert(s.value.clone(), loc(s));
+        true
+    }
+
+    /// Records a private address, reporting a second use.
+    fn claim(&mut self, at: Location, ip: Ipv4Addr, owner: &str) {
+        if let Some(prev) = self.used_ips.get(&ip) {
+            let prev = prev.clone();
+            self.err(
+                at,
+                format!("private IP {ip} of `{owner}` is already used by `{prev}`"),
+                "each private IP belongs to one network interface; pick another or write `auto`",
+            );
+        } else {
+            self.used_ips.insert(ip, owner.to_string());
+        }
+    }
+
+    /// A fixed private IP must be inside its subnet and not one of the 5 reserved ones.
+    fn fixed_private_ip(
+        &mut self,
+        s: &S<Scalar>,
+        subnet: Option<&Subnet>,
+        owner: &str,
+    ) -> Option<Ipv4Addr> {
+        let ip = self.ip(s, "private IP")?;
+        let subnet = subnet?;
+        if !subnet.cidr.contains(&ip) {
+            self.err(
+                loc(s),
+                format!(
+                    "private IP {ip} is outside subnet `{}` ({})",
+                    subnet.name, subnet.cidr
+                ),
+                format!(
+                    "pick an address in {} or write `auto`",
+                    usable_range(subnet.cidr)
+                ),
+            );
+            return None;
+        }
+        if let Some(why) = reserved_reason(subnet.cidr, ip) {
+            self.err(
+                loc(s),
+                format!(
+                    "private IP {ip} is {why} of subnet `{}` ({})",
+                    subnet.name, subnet.cidr
+                ),
+                format!(
+                    "AWS reserves the first four addresses and the last one of every subnet; use {}",
+                    usable_range(subnet.cidr)
+                ),
+            );
+            return None;
+        }
+        self.claim(loc(s), ip, owner);
+        Some(ip)
+    }
+
+    fn lab(&mut self, f: &LabFile, opts: &Options) -> Option<Lab> {
+        let name = self.lab_name(f, opts);
+        let region = f.region.value.clone();
+        let region_azs = aws::region_azs(&region);
+        if region_azs.is_none() {
+            self.err(
+                loc(&f.region),
+                format!("unknown region `{region}`"),
+                format!(
+                    "known regions: {}",
+                    aws::REGIONS
+                        .iter()
+                        .map(|(r, _)| *r)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+
+        // Every name a probe can point at (`from:`/`to:`) shares one table.
+        let mut nodes = NameTable::new("resource");
+
+        // VPC
+        let vpc_cidr = self.cidr(&f.vpc.cidr, "VPC CIDR");
+        if let Some(net) = vpc_cidr {
+            self.block_size(&f.vpc.cidr, net, "VPC");
+            if !is_rfc1918(net) {
+                self.d.warning(
+                    loc(&f.vpc.cidr),
+                    format!("VPC CIDR {net} is outside the RFC 1918 private ranges"),
+                    "AWS recommends 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16: a public range can collide with real internet addresses",
+                );
+            }
+        }
+        let vpc = Vpc {
+            name: f.vpc.name.value.clone(),
+            cidr: vpc_cidr.unwrap_or_else(|| "10.0.0.0/16".parse().unwrap()),
+        };
+
+        let pool = match &f.public_ip_pool {
+            Some(s) => self.cidr(s, "public IP pool"),
+            None => Some(DEFAULT_PUBLIC_POOL.parse().unwrap()),
+        };
+        if let (Some(p), Some(v), Some(s)) = (pool, vpc_cidr, &f.public_ip_pool)
+            && (p.contains(&v.network()) || v.contains(&p.network()))
+        {
+            self.err(
+                loc(s),
+                format!("public IP pool {p} overlaps the VPC CIDR {v}"),
+                "public addresses must come from outside the VPC, e.g. 198.51.100.0/24 (RFC 5737)",
+            );
+        }
+
+        // Internet gateway (a name only, but it must be unique among resources)
+        let igw = f.internet_gateway.as_ref().map(|s| {
+            self.node_name(s, "internet gateway", &mut nodes);
+            s.value.clone()
+        });
+
+        // Elastic IPs: names now, addresses after fixed ones are known.
+        let nat_names: HashSet<&str> = f.nat_gateways.keys().map(|k| k.value.as_str()).collect();
+
+        // Route tables
+        let (route_tables, rt_index) = self.route_tables(f, vpc_cidr, igw.as_deref(), &nat_names);
+
+        // Subnets
+        let mut subnets = Vec::new();
+        let mut subnet_index = HashMap::new();
+        let mut subnet_names = NameTable::new("subnet");
+        let mut taken_blocks: Vec<(Ipv4Net, String)> = Vec::new();
+        for (key, s) in &f.subnets {
+            self.unique(key, "subnet", &mut subnet_names);
+            if let Some(azs) = &region_azs
+                && !azs.contains(&s.az.value)
+            {
+                self.err(
+                    loc(&s.az),
+                    format!(
+                        "availability zone `{}` is not in region `{region}`",
+                        s.az.value
+                    ),
+                    format!("{region} has {}", azs.join(", ")),
+                );
+            }
+            let Some(cidr) = self.cidr(&s.cidr, "subnet CIDR") else {
+                continue;
+            };
+            self.block_size(&s.cidr, cidr, "subnet");
+            if let Some(v) = vpc_cidr
+                && !v.contains(&cidr)
+            {
+                self.err(
+                    loc(&s.cidr),
+                    format!(
+                        "subnet `{}` ({cidr}) is not inside the VPC CIDR {v}",
+                        key.value
+                    ),
+                    format!("a subnet's block must be carved out of {v}"),
+                );
+            }
+            if let Some((_, other)) = taken_blocks
+                .iter()
+                .find(|(b, _)| b.contains(&cidr.network()) || cidr.contains(&b.network()))
+            {
+                self.err(
+                    loc(&s.cidr),
+                    format!(
+                        "subnet `{}` ({cidr}) overlaps subnet `{other}`",
+                        key.value
+                    ),
+                    "subnets of a VPC must not overlap; `vpclab cidr split` lists free blocks",
+                );
+            }
+            taken_blocks.push((cidr, key.value.clone()));
+            let route_table = match &s.route_table {
+                None => 0, // the main route table: local only
+                Some(rt) => match rt_index.get(rt.value.as_str()) {
+                    Some(i) => *i,
+                    None => {
+                        self.err(
+                            loc(rt),
+                            format!("route table `{}` is not defined", rt.value),
+                            format!(
+                                "defined route tables: {}",
+                                quoted_list(f.route_tables.keys().map(|k| k.value.as_str()))
+                            ),
+                        );
+                        0
+                    }
+                },
+            };
+            subnet_index.insert(key.value.clone(), subnets.len());
+            let public = route_tables[route_table].routes.iter().any(|r| {
+                r.destination.prefix_len() == 0
+                    && matches!(r.target, RouteTarget::InternetGateway(_))
+            });
+            subnets.push(Subnet {
+                name: key.value.clone(),
+                az: s.az.value.clone(),
+                cidr,
+                route_table,
+                public,
+            });
+        }
+        if f.subnets.is_empty() {
+            self.err(
+                loc(&f.region),
+                "the lab has no subnets",
+                "add a `subnets:` map, e.g. `public-2a: { az: ap-northeast-2a, cidr: 10.0.0.0/24, route_table: public }`",
+            );
+        }
+        let subnet_ref = |v: &mut Self, s: &S<String>| -> Option<usize> {
+            match subnet_index.get(&s.value) {
+                Some(i) => Some(*i),
+                None => {
+                    if !subnet_names.names.contains_key(&s.value) {
+                        v.err(
+                            loc(s),
+                            format!("subnet `{}` is not defined", s.value),
+                            format!(
+                                "defined subnets: {}",
+                                quoted_list(f.subnets.keys().map(|k| k.value.as_str()))
+                            ),
+                        );
+                    }
+                    None
+                }
+            }
+        };
+
+        // Key pairs
+        let mut key_names = NameTable::new("key pair");
+        for k in &f.key_pairs {
+            self.unique(k, "key pair", &mut key_names);
+        }
+
+        // Internet hosts (before security groups: `my-ip` resolves to one of them)
+        let mut internet = Vec::new();
+        let mut internet_ips: HashMap<Ipv4Addr, String> = HashMap::new();
+        let mut my_ip_at: Option<(Location, String)> = None;
+        for (key, h) in &f.internet {
+            self.node_name(key, "internet host", &mut nodes);
+            let ip = self.ip(&h.ip, "internet host IP");
+            if let Some(ip) = ip {
+                self.internet_ip(h, ip, vpc_cidr, pool, &internet_ips);
+                internet_ips.insert(ip, key.value.clone());
+            }
+            let my_ip = h.my_ip.as_ref().is_some_and(|b| b.value);
+            if my_ip {
+                if let Some((_, prev)) = &my_ip_at {
+                    let prev = prev.clone();
+                    self.err(
+                        loc(h.my_ip.as_ref().unwrap()),
+                        format!(
+                            "internet host `{}` is marked `my_ip`, but so is `{prev}`",
+                            key.value
+                        ),
+                        "only one host can be \"my IP\"; remove one of the marks",
+                    );
+                } else {
+                    my_ip_at = Some((loc(key), key.value.clone()));
+                }
+            }
+            let services = self.services(&h.services, &format!("internet host `{}`", key.value));
+            internet.push(InternetHost {
+                name: key.value.clone(),
+                ip: ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                my_ip,
+                services,
+            });
+        }
+        let my_ip = internet.iter().find(|h| h.my_ip).map(|h| h.ip);
+
+        // Security groups
+        let security_groups = self.security_groups(f, my_ip);
+        let sg_index: HashMap<String, usize> = security_groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.name.clone(), i))
+            .collect();
+        let sg_refs = |v: &mut Self, list: &[S<String>]| -> Vec<usize> {
+            let mut out = Vec::new();
+            for s in list {
+                match sg_index.get(&s.value) {
+                    Some(i) => out.push(*i),
+                    None => v.err(
+                        loc(s),
+                        format!("security group `{}` is not defined", s.value),
+                        format!(
+                            "defined security groups: {}",
+                            quoted_list(security_groups.iter().map(|g| g.name.as_str()))
+                        ),
+                    ),
+                }
+            }
+            out
+        };
+
+        // NAT gateways
+        let mut eip_users: HashMap<String, (Location, String)> = HashMap::new();
+        let mut nat_pending = Vec::new();
+        for (key, n) in &f.nat_gateways {
+            self.node_name(key, "NAT gateway", &mut nodes);
+            let subnet = subnet_ref(self, &n.subnet);
+            if let Some(si) = subnet
+                && !subnets[si].public
+            {
+                self.err(
+                    loc(&n.subnet),
+                    format!(
+                        "NAT gateway `{}` is in private subnet `{}`",
+                        key.value, subnets[si].name
+                    ),
+                    "a NAT gateway must sit in a public subnet (one whose route table sends 0.0.0.0/0 to the internet gateway)",
+                );
+            }
+            self.eip_use(f, &n.elastic_ip, &key.value, &mut eip_users);
+            let fixed = n.private_ip.as_ref().and_then(|s| {
+                if s.value.0 == "auto" {
+                    None
+                } else {
+                    self.fixed_private_ip(s, subnet.map(|i| &subnets[i]), &key.value)
+                }
+            });
+            nat_pending.push((key.value.clone(), subnet, fixed, n.elastic_ip.value.clone()));
+        }
+
+        // Instances
+        let mut inst_pending = Vec::new();
+        for (key, i) in &f.instances {
+            self.node_name(key, "instance", &mut nodes);
+            let owner = format!("instance `{}`", key.value);
+            let subnet = subnet_ref(self, &i.subnet);
+            let fixed = match &i.private_ip {
+                Some(s) if s.value.0 != "auto" => {
+                    self.fixed_private_ip(s, subnet.map(|x| &subnets[x]), &key.value)
+                }
+                _ => None,
+            };
+            let public = match &i.public_ip {
+                None => PublicPending::None,
+                Some(s) => match s.value.0.as_str() {
+                    "none" | "false" => PublicPending::None,
+                    "auto" | "true" => PublicPending::Auto,
+                    other => {
+                        let spanned = S {
+                            value: other.to_string(),
+                            referenced: s.referenced,
+                            defined: s.defined,
+                        };
+                        if f.elastic_ips.keys().any(|k| k.value == other) {
+                            self.eip_use(f, &spanned, &key.value, &mut eip_users);
+                            PublicPending::Elastic(other.to_string())
+                        } else {
+                            self.err(
+                                loc(s),
+                                format!("public IP `{other}` is not `none`, `auto` or an Elastic IP"),
+                                format!(
+                                    "write `none`, `auto`, or one of the Elastic IPs: {}",
+                                    quoted_list(f.elastic_ips.keys().map(|k| k.value.as_str()))
+                                ),
+                            );
+                            PublicPending::None
+                        }
+                    }
+                },
+            };
+            if let (Some(si), PublicPending::Auto | PublicPending::Elastic(_)) = (subnet, &public)
+                && !subnets[si].public
+            {
+                self.d.warning(
+                    loc(i.public_ip.as_ref().unwrap()),
+                    format!(
+                        "instance `{}` has a public IP but subnet `{}` has no route to the internet gateway",
+                        key.value, subnets[si].name
+                    ),
+                    "as on AWS, it can't use the public IP; move it to a public subnet or write `public_ip: none`",
+                );
+            }
+            let key_pair = i.key_pair.as_ref().map(|k| {
+                if !key_names.names.contains_key(&k.value) {
+                    self.err(
+                        loc(k),
+                        format!("key pair `{}` is not defined", k.value),
+                        format!(
+                            "add it to `key_pairs:`; defined key pairs: {}",
+                            quoted_list(f.key_pairs.iter().map(|k| k.value.as_str()))
+                        ),
+                    );
+                }
+                k.value.clone()
+            });
+            let services = self.services(&i.services, &owner);
+            if services.contains(&Service::Ssh) && key_pair.is_none() {
+                self.err(
+                    loc(&i.subnet),
+                    format!("instance `{}` runs ssh but has no key pair", key.value),
+                    "EC2 logs in with a key pair only: add `key_pair: <name>`",
+                );
+            }
+            let sgs = if i.security_groups.is_empty() {
+                self.err(
+                    loc(&i.subnet),
+                    format!("instance `{}` has no security group", key.value),
+                    "every instance needs at least one: add `security_groups: [<name>]`",
+                );
+                Vec::new()
+            } else {
+                sg_refs(self, &i.security_groups)
+            };
+            inst_pending.push(InstPending {
+                name: key.value.clone(),
+                subnet,
+                fixed,
+                public,
+                key_pair,
+                sgs,
+                services,
+            });
+        }
+
+        // DB subnet groups
+        let mut groups = Vec::new();
+        let mut group_index = HashMap::new();
+        for (key, list) in &f.db_subnet_groups {
+            let mut members = Vec::new();
+            for s in list {
+                if let Some(i) = subnet_ref(self, s) {
+                    if members.contains(&i) {
+                        self.err(
+                            loc(s),
+                            format!("subnet `{}` is listed twice", s.value),
+                            "list each subnet once",
+                        );
+                    } else {
+                        members.push(i);
+                    }
+                }
+            }
+            let azs: HashSet<&str> = members.iter().map(|i| subnets[*i].az.as_str()).collect();
+            if azs.len() < 2 && members.len() == list.len() {
+                self.err(
+                    loc(key),
+                    format!(
+                        "DB subnet group `{}` spans {} availability zone{}",
+                        key.value,
+                        azs.len(),
+                        if azs.len() == 1 { "" } else { "s" }
+                    ),
+                    "RDS requires subnets in at least two availability zones (and Multi-AZ places the standby in the other one)",
+                );
+            }
+            group_index.insert(key.value.clone(), groups.len());
+            groups.push(DbSubnetGroup {
+                name: key.value.clone(),
+                subnets: members,
+            });
+        }
+
+        // Databases
+        let mut db_pending = Vec::new();
+        for (key, db) in &f.databases {
+            self.node_name(key, "database", &mut nodes);
+            if !["mysql", "mariadb"].contains(&db.engine.value.as_str()) {
+                self.err(
+                    loc(&db.engine),
+                    format!("engine `{}` is not supported", db.engine.value),
+                    "vpclab runs `mysql` (served by MariaDB, which speaks the MySQL protocol)",
+                );
+            }
+            let group = match group_index.get(&db.subnet_group.value) {
+                Some(g) => Some(*g),
+                None => {
+                    self.err(
+                        loc(&db.subnet_group),
+                        format!("DB subnet group `{}` is not defined", db.subnet_group.value),
+                        format!(
+                            "defined DB subnet groups: {}",
+                            quoted_list(f.db_subnet_groups.keys().map(|k| k.value.as_str()))
+                        ),
+                    );
+                    None
+                }
+            };
+            let multi_az = db.multi_az.as_ref().is_some_and(|b| b.value);
+            self.master_username(&db.master_username);
+            if let Some(p) = &db.master_password {
+                self.master_password(p);
+            }
+            if let Some(n) = &db.database_name {
+                let ok = n.value.len() <= 64
+                    && n.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                    && n.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !ok {
+                    self.err(
+                        loc(n),
+                        format!("database name `{}` is not valid", n.value),
+                        "use letters, digits and `_`, starting with a letter (at most 64)",
+                    );
+                }
+            }
+            let port = match &db.port {
+                None => 3306,
+                Some(p) => match p.value.0.parse::<u32>() {
+                    Ok(n) if (1150..=65535).contains(&n) => n as u16,
+                    _ => {
+                        self.err(
+                            loc(p),
+                            format!("database port `{}` is not valid", p.value.0),
+                            "RDS for MySQL accepts ports 1150 to 65535 (the default is 3306)",
+                        );
+                        3306
+                    }
+                },
+            };
+            let sgs = if db.security_groups.is_empty() {
+                self.err(
+                    loc(key),
+                    format!("database `{}` has no security group", key.value),
+                    "add `security_groups: [<name>]`",
+                );
+                Vec::new()
+            } else {
+                sg_refs(self, &db.security_groups)
+            };
+            let placement = group.and_then(|g| self.db_placement(db, key, &groups[g], &subnets, multi_az));
+            db_pending.push((key, db, group, multi_az, port, sgs, placement));
+        }
+
+        // Elastic IPs: fixed ones are claimed now so auto ones never collide with them.
+        let pool = pool.unwrap_or_else(|| DEFAULT_PUBLIC_POOL.parse().unwrap());
+        let mut alloc = Allocator::new(pool, internet_ips.keys().copied());
+        let mut eip_fixed: Vec<Option<Ipv4Addr>> = Vec::new();
+        for (key, val) in &f.elastic_ips {
+            self.node_name(key, "Elastic IP", &mut nodes);
+            let fixed = if val.value.0 == "auto" {
+                None
+            } else if let Some(ip) = self.ip(val, "Elastic IP") {
+                if vpc.cidr.contains(&ip) {
+                    self.err(
+                        loc(val),
+                        format!("Elastic IP {ip} is inside the VPC CIDR {}", vpc.cidr),
+                        format!("an Elastic IP is public: pick one from {pool}"),
+                    );
+                } else if !alloc.public_used.insert(ip) {
+                    self.err(
+                        loc(val),
+                        format!("Elastic IP {ip} is already in use"),
+                        "every public address belongs to one resource",
+                    );
+                }
+                Some(ip)
+            } else {
+                None
+            };
+            eip_fixed.push(fixed);
+        }
+
+        // Expectations are resolved once names and addresses are known (below).
+        if self.d.has_errors() {
+            // Still check expectation words so every mistake shows in one run.
+            for e in &f.expect {
+                self.expect_words(&e.value);
+            }
+            return None;
+        }
+
+        // ---- Allocation: fixed addresses are claimed; now hand out `auto` ones. ----
+        // Instances' auto public IPs first: the seed's web server gets the first address.
+        let mut instances = Vec::new();
+        for (p, (key, _)) in inst_pending.into_iter().zip(&f.instances) {
+            let subnet = p.subnet.unwrap();
+            let private_ip = match p.fixed {
+                Some(ip) => ip,
+                None => alloc.private(self, &subnets[subnet], &p.name, loc(key)),
+            };
+            let public_ip = match &p.public {
+                PublicPending::Auto => PublicIp::Auto {
+                    address: alloc.public(self, loc(key)),
+                },
+                // Elastic IPs are filled in once they are allocated, below.
+                PublicPending::None | PublicPending::Elastic(_) => PublicIp::None,
+            };
+            instances.push((
+                p,
+                Instance {
+                    name: key.value.clone(),
+                    id: format!("i-0{:016x}", stable_hash(&[&name, &key.value])),
+                    subnet,
+                    private_ip,
+                    public_ip,
+                    key_pair: None,
+                    security_groups: Vec::new(),
+                    services: Vec::new(),
+                },
+            ));
+        }
+        let mut elastic_ips: Vec<ElasticIp> = Vec::new();
+        for ((key, _), fixed) in f.elastic_ips.iter().zip(eip_fixed) {
+            let address = match fixed {
+                Some(ip) => ip,
+                None => alloc.public(self, loc(key)),
+            };
+            elastic_ips.push(ElasticIp {
+                name: key.value.clone(),
+                address,
+            });
+        }
+        let eip_index = |n: &str| elastic_ips.iter().position(|e| e.name == n).unwrap();
+        let instances: Vec<Instance> = instances
+            .into_iter()
+            .map(|(p, mut i)| {
+                if let PublicPending::Elastic(e) = &p.public {
+                    let eip = eip_index(e);
+                    i.public_ip = PublicIp::Elastic {
+                        eip,
+                        address: elastic_ips[eip].address,
+                    };
+                }
+                i.key_pair = p.key_pair;
+                i.security_groups = p.sgs;
+                i.services = p.services;
+                i
+            })
+            .collect();
+
+        let mut nat_gateways = Vec::new();
+        for ((name, subnet, fixed, eip), (key, _)) in nat_pending.into_iter().zip(&f.nat_gateways) {
+            let subnet = subnet.unwrap();
+            let private_ip = match fixed {
+                Some(ip) => ip,
+                None => alloc.private(self, &subnets[subnet], &name, loc(key)),
+            };
+            nat_gateways.push(NatGateway {
+                name,
+                subnet,
+                private_ip,
+                elastic_ip: eip_index(&eip),
+            });
+        }
+
+        let endpoint_id = endpoint_id(&name);
+        let mut databases = Vec::new();
+        for (key, db, group, multi_az, port, sgs, placement) in db_pending {
+            let (primary_subnet, primary_fixed, standby) = placement.unwrap();
+            let publicly = db.publicly_accessible.as_ref().is_some_and(|b| b.value);
+            let mut node = |v: &mut Self, si: usize, fixed: Option<Ipv4Addr>| {
+                let node_name = format!("{}-{}", key.value, az_suffix(&region, &subnets[si].az));
+                let private_ip = match fixed {
+                    Some(ip) => ip,
+                    None => alloc.private(v, &subnets[si], &node_name, loc(key)),
+                };
+                DbNode {
+                    name: node_name,
+                    subnet: si,
+                    private_ip,
+                    public_ip: publicly.then(|| alloc.public(v, loc(key))),
+                }
+            };
+            let primary = node(self, primary_subnet, primary_fixed);
+            let standby = standby.map(|(si, fixed)| node(self, si, fixed));
+            if publicly && !subnets[primary.subnet].public {
+                self.d.warning(
+                    loc(db.publicly_accessible.as_ref().unwrap()),
+                    format!(
+                        "database `{}` is publicly accessible but its subnet `{}` has no route to the internet gateway",
+                        key.value, subnets[primary.subnet].name
+                    ),
+                    "as on AWS, its public IP is unusable; use public subnets in the DB subnet group",
+                );
+            }
+            databases.push(Database {
+                name: key.value.clone(),
+                engine: db.engine.value.clone(),
+                multi_az,
+                subnet_group: group.unwrap(),
+                primary,
+                standby,
+                master_username: db.master_username.value.clone(),
+                master_password: db.master_password.as_ref().map(|p| p.value.clone()),
+                database_name: db
+                    .database_name
+                    .as_ref()
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| "app".into()),
+                publicly_accessible: publicly,
+                security_groups: sgs,
+                port,
+                endpoint: format!(
+                    "{}.{endpoint_id}.{region}.rds.amazonaws.com",
+                    key.value.to_lowercase()
+                ),
+            });
+        }
+        // Database node names join the shared namespace of names.
+        for d in &databases {
+            for n in d.nodes() {
+                if let Some(prev) = nodes.names.get(&n.name) {
+                    let at = *prev;
+                    self.err(
+                        at,
+                        format!("name `{}` is also the name vpclab gives a server of database `{}`", n.name, d.name),
+                        "rename the resource: database servers are named <database>-<az suffix>",
+                    );
+                }
+            }
+        }
+
+        let mut lab = Lab {
+            name,
+            description: f.description.clone(),
+            region,
+            vpc,
+            public_ip_pool: pool,
+            subnets,
+            route_tables,
+            internet_gateway: igw,
+            elastic_ips,
+            nat_gateways,
+            key_pairs: f.key_pairs.iter().map(|k| k.value.clone()).collect(),
+            security_groups,
+            instances,
+            db_subnet_groups: groups,
+            databases,
+            internet,
+            expectations: Vec::new(),
+        };
+        lab.expectations = f
+            .expect
+            .iter()
+            .filter_map(|e| self.expectation(e, &lab))
+            .collect();
+        (!self.d.has_errors()).then_some(lab)
+    }
+
+    fn lab_name(&mut self, f: &LabFile, opts: &Options) -> String {
+        let (name, at) = match (&opts.name_override, &f.name) {
+            (Some(n), _) => (n.clone(), None),
+            (None, Some(s)) => (s.value.clone(), Some(loc(s))),
+            (None, None) => (opts.default_name.clone(), None),
+        };
+        if let Err(why) = check_lab_name(&name) {
+            match at {
+                Some(at) => self.err(at, format!("lab name `{name}` is not valid: {why}"), LAB_NAME_HINT),
+                // A bad --name or file stem is reported by the command line, before parsing.
+                None => self.err(Location::UNKNOWN, format!("lab name `{name}` is not valid: {why}"), LAB_NAME_HINT),
+            }
+        }
+        name
+    }
+
+    fn block_size(&mut self, s: &S<Scalar>, net: Ipv4Net, what: &str) {
+        let p = net.prefix_len();
+        if !(16..=28).contains(&p) {
+            self.err(
+                loc(s),
+                format!("{what} CIDR {net} has prefix length /{p}"),
+                format!(
+                    "AWS allows {what} blocks from /16 (65,536 addresses) to /28 (16 addresses)"
+                ),
+            );
+        }
+    }
+
+    fn internet_ip(
+        &mut self,
+        h: &file::InternetHostFile,
+        ip: Ipv4Addr,
+        vpc: Option<Ipv4Net>,
+        pool: Option<Ipv4Net>,
+        seen: &HashMap<Ipv4Addr, String>,
+    ) {
+        if let Some(prev) = seen.get(&ip) {
+            self.err(
+                loc(&h.ip),
+                format!("internet address {ip} is already used by `{prev}`"),
+                "each internet host needs its own address",
+            );
+        } else if vpc.is_some_and(|v| v.contains(&ip)) {
+            self.err(
+                loc(&h.ip),
+                format!("internet host address {ip} is inside the VPC CIDR"),
+                "internet hosts live outside the VPC; use RFC 5737 addresses like 203.0.113.10",
+            );
+        } else if pool.is_some_and(|p| p.contains(&ip)) {
+            self.err(
+                loc(&h.ip),
+                format!("internet host address {ip} is inside the public IP pool"),
+                "the pool's addresses belong to instances and Elastic IPs; use another block, like 203.0.113.0/24",
+            );
+        } else if ip == INTERNET_RESOLVER {
+            self.err(
+                loc(&h.ip),
+                format!("internet host address {ip} is the internet's DNS resolver"),
+                "vpclab runs the internet's resolver there; pick another address",
+            );
+        }
+    }
+
+    fn services(&mut self, list: &[S<String>], owner: &str) -> Vec<Service> {
+        let mut out = Vec::new();
+        for s in list {
+            match Service::ALL.iter().find(|x| x.as_str() == s.value) {
+                Some(svc) if out.contains(svc) => self.err(
+                    loc(s),
+                    format!("service `{}` is listed twice for {owner}", s.value),
+                    "list each service once",
+                ),
+                Some(svc) => out.push(*svc),
+                None => self.err(
+                    loc(s),
+                    format!("unknown service `{}` for {owner}", s.value),
+                    "services are `ssh`, `http` and `https`",
+                ),
+            }
+        }
+        out
+    }
+
+    fn eip_use(
+        &mut self,
+        f: &LabFile,
+        eip: &S<String>,
+        user: &str,
+        users: &mut HashMap<String, (Location, String)>,
+    ) {
+        if !f.elastic_ips.keys().any(|k| k.value == eip.value) {
+            self.err(
+                loc(eip),
+                format!("Elastic IP `{}` is not defined", eip.value),
+                format!(
+                    "add it under `elastic_ips:` (e.g. `{}: auto`); defined: {}",
+                    eip.value,
+                    quoted_list(f.elastic_ips.keys().map(|k| k.value.as_str()))
+                ),
+            );
+            return;
+        }
+        if let Some((_, prev)) = users.get(&eip.value) {
+            let prev = prev.clone();
+            self.err(
+                loc(eip),
+                format!("Elastic IP `{}` is already associated with `{prev}`", eip.value),
+                "an Elastic IP maps to one network interface at a time; allocate another",
+            );
+        } else {
+            users.insert(eip.value.clone(), (loc(eip), user.to_string()));
+        }
+    }
+
+    fn route_tables(
+        &mut self,
+        f: &LabFile,
+        vpc: Option<Ipv4Net>,
+        igw: Option<&str>,
+        nat_names: &HashSet<&str>,
+    ) -> (Vec<RouteTable>, HashMap<String, usize>) {
+        let vpc_net = vpc.unwrap_or_else(|| "10.0.0.0/16".parse().unwrap());
+        let local = Route {
+            destination: vpc_net,
+            target: RouteTarget::Local,
+        };
+        // Index 0 is the VPC's main route table, used by subnets that name none.
+        let mut tables = vec![RouteTable {
+            name: "main".into(),
+            routes: vec![local.clone()],
+        }];
+        let mut index = HashMap::new();
+        let nat_list: Vec<&str> = f.nat_gateways.keys().map(|k| k.value.as_str()).collect();
+        for (key, routes) in &f.route_tables {
+            if key.value == "main" {
+                self.err(
+                    loc(key),
+                    "route table name `main` is reserved",
+                    "`main` is the VPC's main route table (local route only), used by subnets that name no route table",
+                );
+                continue;
+            }
+            let mut table = RouteTable {
+                name: key.value.clone(),
+                routes: vec![local.clone()],
+            };
+            for (dest, target) in routes {
+                let dest_s = S {
+                    value: Scalar(dest.value.clone()),
+                    referenced: dest.referenced,
+                    defined: dest.defined,
+                };
+                let Some(net) = self.cidr(&dest_s, "route destination") else {
+                    continue;
+                };
+                let t = target.value.0.as_str();
+                if net == vpc_net {
+                    if t != "local" {
+                        self.err(
+                            loc(target),
+                            format!("the VPC's own block {net} must route to `local`, not `{t}`"),
+                            "AWS adds `local` for the VPC CIDR to every route table and it can't be changed",
+                        );
+                    }
+                    continue;
+                }
+                if t == "local" {
+                    self.err(
+                        loc(target),
+                        format!("`local` is only the target of the VPC CIDR {vpc_net}, not of {net}"),
+                        "route other destinations to the internet gateway or a NAT gateway",
+                    );
+                    continue;
+                }
+                if net.prefix_len() >= vpc_net.prefix_len() && vpc_net.contains(&net.network()) {
+                    self.err(
+                        loc(dest),
+                        format!("route destination {net} overlaps the VPC CIDR {vpc_net}"),
+                        "traffic inside the VPC always takes the `local` route",
+                    );
+                    continue;
+                }
+                let target = if Some(t) == igw {
+                    RouteTarget::InternetGateway(t.to_string())
+                } else if nat_names.contains(t) {
+                    RouteTarget::NatGateway(nat_list.iter().position(|n| *n == t).unwrap())
+                } else {
+                    let mut known = vec!["local"];
+                    known.extend(igw);
+                    known.extend(nat_list.iter().copied());
+                    self.err(
+                        loc(target),
+                        format!("route target `{t}` is not `local`, the internet gateway or a NAT gateway"),
+                        format!("known targets: {}", quoted_list(known)),
+                    );
+                    continue;
+                };
+                table.routes.push(Route {
+                    destination: net,
+                    target,
+                });
+            }
+            index.insert(key.value.clone(), tables.len());
+            tables.push(table);
+        }
+        (tables, index)
+    }
+
+    fn security_groups(&mut self, f: &LabFile, my_ip: Option<Ipv4Addr>) -> Vec<SecurityGroup> {
+        let names: Vec<&str> = f.security_groups.keys().map(|k| k.value.as_str()).collect();
+        let mut out = Vec::new();
+        for (key, g) in &f.security_groups {
+            if key.value.is_empty() || key.value.len() > 255 {
+                self.err(
+                    loc(key),
+                    "security group name must be 1 to 255 characters",
+                    "",
+                );
+            }
+            let rules = |v: &mut Self, list: &[S<file::SgRuleFile>], inbound: bool| {
+                list.iter()
+                    .filter_map(|r| v.sg_rule(r, inbound, &names, my_ip))
+                    .collect::<Vec<_>>()
+            };
+            let inbound = rules(self, &g.inbound, true);
+            let outbound = match &g.outbound {
+                None => vec![SgRule {
+                    protocol: Protocol::All,
+                    ports: None,
+                    peer: Peer::Cidr(Ipv4Net::default()),
+                    label: "All traffic".into(),
+                    description: Some("default outbound rule".into()),
+                }],
+                Some(list) => rules(self, list, false),
+            };
+            out.push(SecurityGroup {
+                name: key.value.clone(),
+                description: g.description.clone(),
+                inbound,
+                outbound,
+            });
+        }
+        out
+    }
+
+    fn sg_rule(
+        &mut self,
+        r: &S<file::SgRuleFile>,
+        inbound: bool,
+        groups: &[&str],
+        my_ip: Option<Ipv4Addr>,
+    ) -> Option<SgRule> {
+        let rv = &r.value;
+        let (protocol, mut ports, label) = match (&rv.kind, &rv.protocol) {
+            (Some(_), Some(p)) => {
+                self.err(
+                    loc(p),
+                    "a rule has either `type` or `protocol`, not both",
+                    "`type: ssh` already means tcp port 22; remove `protocol` (and `port`)",
+                );
+                return None;
+            }
+            (Some(t), None) => match rule_type(&t.value) {
+                Some(rt) => {
+                    if let Some(p) = &rv.port {
+                        self.err(
+                            loc(p),
+                            format!("`type: {}` already sets the port", t.value),
+                            "remove `port`, or use `protocol:` with `port:` for a custom rule",
+                        );
+                    }
+                    (rt.protocol, rt.ports, rt.label.to_string())
+                }
+                None => {
+                    self.err(
+                        loc(t),
+                        format!("unknown rule type `{}`", t.value),
+                        format!(
+                            "types are {}; or write `protocol:` and `port:`",
+                            quoted_list(aws::RULE_TYPES.iter().map(|t| t.name))
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(p)) => {
+                let proto = match p.value.as_str() {
+                    "tcp" => Protocol::Tcp,
+                    "udp" => Protocol::Udp,
+                    "icmp" => Protocol::Icmp,
+                    "all" | "-1" => Protocol::All,
+                    other => {
+                        self.err(
+                            loc(p),
+                            format!("unknown protocol `{other}`"),
+                            "protocols are `tcp`, `udp`, `icmp` and `all`",
+                        );
+                        return None;
+                    }
+                };
+                let label = match proto {
+                    Protocol::Tcp => "Custom TCP",
+                    Protocol::Udp => "Custom UDP",
+                    Protocol::Icmp => "All ICMP - IPv4",
+                    Protocol::All => "All traffic",
+                };
+                (proto, None, label.to_string())
+            }
+            (None, None) => {
+                self.err(
+                    r.referenced,
+                    "the rule has neither `type` nor `protocol`",
+                    "write e.g. `type: ssh`, or `protocol: tcp` with `port: 22`",
+                );
+                return None;
+            }
+        };
+        if rv.protocol.is_some() {
+            match (protocol, &rv.port) {
+                (Protocol::Tcp | Protocol::Udp, Some(p)) => ports = Some(self.port_range(p)?),
+                (Protocol::Tcp | Protocol::Udp, None) => {
+                    self.err(
+                        loc(rv.protocol.as_ref().unwrap()),
+                        format!("a {} rule needs a port", protocol.as_str()),
+                        format!(
+                            "add `port: 22` or a range like `port: 1024-65535`, or use `type: all-{}`",
+                            protocol.as_str()
+                        ),
+                    );
+                    return None;
+                }
+                (Protocol::Icmp | Protocol::All, Some(p)) => {
+                    self.err(
+                        loc(p),
+                        format!("ports don't apply to protocol `{}`", protocol.as_str()),
+                        "remove `port`, or use `tcp` or `udp`",
+                    );
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        let (peer_field, wrong_field, field_name, wrong_name) = if inbound {
+            (&rv.source, &rv.destination, "source", "destination")
+        } else {
+            (&rv.destination, &rv.source, "destination", "source")
+        };
+        if let Some(w) = wrong_field {
+            self.err(
+                loc(w),
+                format!(
+                    "an {} rule has a `{field_name}`, not a `{wrong_name}`",
+                    if inbound { "inbound" } else { "outbound" }
+                ),
+                format!("rename `{wrong_name}` to `{field_name}`"),
+            );
+            return None;
+        }
+        let Some(peer_s) = peer_field else {
+            self.err(
+                r.referenced,
+                format!("the rule has no `{field_name}`"),
+                format!("add `{field_name}:` with a CIDR (0.0.0.0/0 for anywhere), `my-ip`, or a security group name"),
+            );
+            return None;
+        };
+        let peer = if peer_s.value == "my-ip" {
+            match my_ip {
+                Some(ip) => Peer::MyIp(ip),
+                None => {
+                    self.err(
+                        loc(peer_s),
+                        "`my-ip` is used but no internet host is marked `my_ip: true`",
+                        "mark your laptop under `internet:`, e.g. `my-laptop: { ip: 203.0.113.10, my_ip: true }`",
+                    );
+                    return None;
+                }
+            }
+        } else if groups.contains(&peer_s.value.as_str()) {
+            Peer::Group(groups.iter().position(|g| *g == peer_s.value).unwrap())
+        } else if peer_s.value.contains('/') || peer_s.value.parse::<Ipv4Addr>().is_ok() {
+            let sc = S {
+                value: Scalar(peer_s.value.clone()),
+                referenced: peer_s.referenced,
+                defined: peer_s.defined,
+            };
+            if !peer_s.value.contains('/') {
+                self.err(
+                    loc(peer_s),
+                    format!("{field_name} `{}` needs a prefix length", peer_s.value),
+                    format!("write `{}/32` for one address", peer_s.value),
+                );
+                return None;
+            }
+            Peer::Cidr(self.cidr(&sc, field_name)?)
+        } else {
+            self.err(
+                loc(peer_s),
+                format!(
+                    "{field_name} `{}` is not a CIDR, `my-ip` or a security group",
+                    peer_s.value
+                ),
+                format!(
+                    "defined security groups: {}",
+                    quoted_list(groups.iter().copied())
+                ),
+            );
+            return None;
+        };
+        Some(SgRule {
+            protocol,
+            ports,
+            peer,
+            label,
+            description: rv.description.clone(),
+        })
+    }
+
+    fn port_range(&mut self, p: &S<Scalar>) -> Option<(u16, u16)> {
+        let text = p.value.0.trim();
+        let parse = |s: &str| s.trim().parse::<u32>().ok().filter(|n| *n <= 65535);
+        let range = match text.split_once('-') {
+            Some((a, b)) => parse(a).zip(parse(b)),
+            None => parse(text).map(|n| (n, n)),
+        };
+        match range {
+            Some((a, b)) if a <= b => Some((a as u16, b as u16)),
+            Some((a, b)) => {
+                self.err(
+                    loc(p),
+                    format!("port range `{text}` starts after it ends"),
+                    format!("write the lower port first: `{b}-{a}`"),
+                );
+                None
+            }
+            None => {
+                self.err(
+                    loc(p),
+                    format!("port `{text}` is not a port number or range"),
+                    "ports are 0 to 65535: write `22` or a range like `1024-65535`",
+                );
+                None
+            }
+        }
+    }
+
+    fn master_username(&mut self, u: &S<String>) {
+        let n = &u.value;
+        let ok = (1..=16).contains(&n.len())
+            && n.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            self.err(
+                loc(u),
+                format!("master username `{n}` is not valid"),
+                "RDS for MySQL wants 1 to 16 letters, digits or `_`, starting with a letter",
+            );
+        } else if ["root", "rdsadmin", "mysql"].contains(&n.to_lowercase().as_str()) {
+            self.err(
+                loc(u),
+                format!("master username `{n}` is reserved"),
+                "pick another name, like `admin`",
+            );
+        }
+    }
+
+    fn master_password(&mut self, p: &S<String>) {
+        let bad = p
+            .value
+            .chars()
+            .find(|c| matches!(c, '/' | '"' | '@' | '\'' | ' ') || !c.is_ascii_graphic());
+        if p.value.len() < 8 || p.value.len() > 41 {
+            self.err(
+                loc(p),
+                "master password must be 8 to 41 characters",
+                "or leave it out: vpclab generates one into a 0600 file in the lab's state dir",
+            );
+        } else if let Some(c) = bad {
+            self.err(
+                loc(p),
+                format!("master password contains `{c}`, which RDS does not allow"),
+                "use printable ASCII except /, \", @, ' and spaces",
+            );
+        }
+    }
+
+    /// Where the primary and standby go: (primary subnet, fixed primary IP, standby).
+    #[allow(clippy::type_complexity)]
+    fn db_placement(
+        &mut self,
+        db: &file::DatabaseFile,
+        key: &S<String>,
+        group: &DbSubnetGroup,
+        subnets: &[Subnet],
+        multi_az: bool,
+    ) -> Option<(usize, Option<Ipv4Addr>, Option<(usize, Option<Ipv4Addr>)>)> {
+        if group.subnets.is_empty() {
+            return None;
+        }
+        let in_group = |v: &mut Self, s: &S<Scalar>, owner: &str| -> Option<(usize, Ipv4Addr)> {
+            let ip = v.ip(s, "private IP")?;
+            match group.subnets.iter().find(|i| subnets[**i].cidr.contains(&ip)) {
+                Some(si) => {
+                    let ip = v.fixed_private_ip(s, Some(&subnets[*si]), owner)?;
+                    Some((*si, ip))
+                }
+                None => {
+                    v.err(
+                        loc(s),
+                        format!("{ip} is not in any subnet of DB subnet group `{}`", group.name),
+                        format!(
+                            "its subnets are {}",
+                            group
+                                .subnets
+                                .iter()
+                                .map(|i| format!("{} ({})", subnets[*i].name, subnets[*i].cidr))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    None
+                }
+            }
+        };
+        let az_wanted = db.availability_zone.as_ref();
+        if let Some(az) = az_wanted
+            && !group.subnets.iter().any(|i| subnets[*i].az == az.value)
+        {
+            self.err(
+                loc(az),
+                format!(
+                    "availability zone `{}` has no subnet in DB subnet group `{}`",
+                    az.value, group.name
+                ),
+                format!(
+                    "the group covers {}",
+                    quoted_list(group.subnets.iter().map(|i| subnets[*i].az.as_str()))
+                ),
+            );
+            return None;
+        }
+        let primary = match &db.primary_ip {
+            Some(s) if s.value.0 != "auto" => {
+                let (si, ip) = in_group(self, s, &format!("{}-primary", key.value))?;
+                if let Some(az) = az_wanted
+                    && subnets[si].az != az.value
+                {
+                    self.err(
+                        loc(s),
+                        format!(
+                            "primary IP {ip} is in {} but `availability_zone` is {}",
+                            subnets[si].az, az.value
+                        ),
+                        "the primary lives in `availability_zone`; pick an address there",
+                    );
+                    return None;
+                }
+                (si, Some(ip))
+            }
+            _ => {
+                let si = *group
+                    .subnets
+                    .iter()
+                    .find(|i| az_wanted.is_none_or(|az| subnets[**i].az == az.value))
+                    .unwrap();
+                (si, None)
+            }
+        };
+        let standby = if multi_az {
+            let other_az = |i: &usize| subnets[*i].az != subnets[primary.0].az;
+            match &db.standby_ip {
+                Some(s) if s.value.0 != "auto" => {
+                    let (si, ip) = in_group(self, s, &format!("{}-standby", key.value))?;
+                    if !other_az(&si) {
+                        self.err(
+                            loc(s),
+                            format!(
+                                "standby IP {ip} is in the primary's availability zone {}",
+                                subnets[si].az
+                            ),
+                            "Multi-AZ puts the standby in another AZ; pick an address in another subnet of the group",
+                        );
+                        return None;
+                    }
+                    Some((si, Some(ip)))
+                }
+                _ => group.subnets.iter().find(|i| other_az(i)).map(|si| (*si, None)),
+            }
+        } else {
+            if let Some(s) = &db.standby_ip {
+                self.err(
+                    loc(s),
+                    "`standby_ip` is set but `multi_az` is not true",
+                    "a single-AZ database has no standby: add `multi_az: true` or remove `standby_ip`",
+                );
+            }
+            None
+        };
+        Some((primary.0, primary.1, standby))
+    }
+
+    /// Checks the words of an expectation without resolving names (used when other errors
+    /// already stop the lab from being built).
+    fn expect_words(&mut self, e: &file::ExpectFile) -> Option<(Check, Outcome)> {
+        let check = match Check::ALL.iter().find(|c| c.as_str() == e.check.value) {
+            Some(c) => Some(*c),
+            None => {
+                self.err(
+                    loc(&e.check),
+                    format!("unknown check `{}`", e.check.value),
+                    format!(
+                        "checks are {}",
+                        quoted_list(Check::ALL.iter().map(|c| c.as_str()))
+                    ),
+                );
+                None
+            }
+        };
+        let result = match &e.result {
+            None => Some(Outcome::Ok),
+            Some(r) => match r.value.as_str() {
+                "ok" => Some(Outcome::Ok),
+                "blocked" => Some(Outcome::Blocked),
+                other => {
+                    self.err(
+                        loc(r),
+                        format!("unknown result `{other}`"),
+                        "results are `ok` (it must work) and `blocked` (it must fail)",
+                    );
+                    None
+                }
+            },
+        };
+        check.zip(result)
+    }
+
+    fn expectation(&mut self, e: &S<file::ExpectFile>, lab: &Lab) -> Option<Expectation> {
+        let line = e.referenced.line();
+        let e = &e.value;
+        let words = self.expect_words(e);
+        let from_ok = match lab.find(&e.from.value) {
+            Some(NodeRef::Instance(_) | NodeRef::Internet(_) | NodeRef::DbNode(..)) => true,
+            Some(_) => {
+                self.err(
+                    loc(&e.from),
+                    format!("`{}` can't run a probe", e.from.value),
+                    "probes run from an instance or an internet host",
+                );
+                false
+            }
+            None => {
+                self.unknown_node(&e.from, lab);
+                false
+            }
+        };
+        let to = lab.find(&e.to.value);
+        if to.is_none() && e.to.value.parse::<Ipv4Addr>().is_err() {
+            self.unknown_node(&e.to, lab);
+        }
+        let (check, result) = words?;
+        let port = match (&e.port, check) {
+            (Some(p), Check::Tcp) => match self.port_range(p)? {
+                (a, b) if a == b => Some(a),
+                _ => {
+                    self.err(loc(p), "a tcp check takes one port, not a range", "");
+                    None
+                }
+            },
+            (Some(p), _) => {
+                self.err(
+                    loc(p),
+                    format!("`port` only applies to `check: tcp`, not `{}`", check.as_str()),
+                    "the other checks use their service's standard port",
+                );
+                None
+            }
+            (None, Check::Tcp) => {
+                self.err(
+                    loc(&e.check),
+                    "a tcp check needs a `port`",
+                    "add e.g. `port: 3306`",
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        if check == Check::Mysql && !matches!(to, Some(NodeRef::Database(_)) | None) {
+            self.err(
+                loc(&e.to),
+                format!("`{}` is not a database", e.to.value),
+                format!(
+                    "a mysql check targets a database: {}",
+                    quoted_list(lab.databases.iter().map(|d| d.name.as_str()))
+                ),
+            );
+        }
+        let seen_as = match &e.seen_as {
+            None => None,
+            Some(s) if check != Check::Http => {
+                self.err(
+                    loc(s),
+                    "`seen_as` only applies to `check: http`",
+                    "the far end's web server reports the source address it saw",
+                );
+                None
+            }
+            Some(s) => self.seen_as(s, lab),
+        };
+        let answer = match (&e.answer, check) {
+            (Some(a), Check::Dns) => self.answer(a, to, lab),
+            (None, Check::Dns) => {
+                self.err(
+                    loc(&e.check),
+                    "a dns check needs an `answer`",
+                    "write `answer: private`, `public`, `primary` or an address",
+                );
+                None
+            }
+            (Some(a), _) => {
+                self.err(loc(a), "`answer` only applies to `check: dns`", "");
+                None
+            }
+            (None, _) => None,
+        };
+        if !from_ok || self.d.has_errors() {
+            return None;
+        }
+        Some(Expectation {
+            line,
+            from: e.from.value.clone(),
+            to: e.to.value.clone(),
+            check,
+            result,
+            port,
+            seen_as,
+            answer,
+        })
+    }
+
+    fn unknown_node(&mut self, s: &S<String>, lab: &Lab) {
+        let mut names: Vec<&str> = lab.instances.iter().map(|i| i.name.as_str()).collect();
+        names.extend(lab.databases.iter().map(|d| d.name.as_str()));
+        names.extend(lab.internet.iter().map(|h| h.name.as_str()));
+        self.err(
+            loc(s),
+            format!("`{}` is not an instance, database or internet host", s.value),
+            format!("known names: {}", quoted_list(names)),
+        );
+    }
+
+    fn seen_as(&mut self, s: &S<String>, lab: &Lab) -> Option<Ipv4Addr> {
+        if let Ok(ip) = s.value.parse::<Ipv4Addr>() {
+            return Some(ip);
+        }
+        let ip = match lab.find(&s.value) {
+            Some(NodeRef::Instance(i)) => i.public_ip.address().or(Some(i.private_ip)),
+            Some(NodeRef::ElasticIp(e)) => Some(e.address),
+            Some(NodeRef::NatGateway(n)) => Some(lab.elastic_ips[n.elastic_ip].address),
+            Some(NodeRef::Internet(h)) => Some(h.ip),
+            _ => None,
+        };
+        if ip.is_none() {
+            self.err(
+                loc(s),
+                format!("`seen_as: {}` is not an address, instance, Elastic IP or NAT gateway", s.value),
+                "write the name whose public address the far end should see, e.g. `seen_as: my-nat-eip`",
+            );
+        }
+        ip
+    }
+
+    fn answer(&mut self, a: &S<String>, to: Option<NodeRef>, lab: &Lab) -> Option<Answer> {
+        let answer = match a.value.as_str() {
+            "private" => Answer::Private,
+            "public" => Answer::Public,
+            "primary" => Answer::Primary,
+            other => match other.parse::<Ipv4Addr>() {
+                Ok(ip) => Answer::Address(ip),
+                Err(_) => {
+                    self.err(
+                        loc(a),
+                        format!("unknown answer `{other}`"),
+                        "write `private`, `public`, `primary` or an IPv4 address",
+                    );
+                    return None;
+                }
+            },
+        };
+        match (&answer, to) {
+            (Answer::Primary, Some(NodeRef::Database(_))) => {}
+            (Answer::Primary, _) => self.err(
+                loc(a),
+                "`answer: primary` applies to a database's endpoint",
+                "point `to:` at a database",
+            ),
+            (Answer::Public, Some(NodeRef::Instance(i))) if i.public_ip == PublicIp::None => self.err(
+                loc(a),
+                format!("instance `{}` has no public IP, so it has no public DNS name", i.name),
+                "give it `public_ip: auto` or expect `private`",
+            ),
+            _ => {}
+        }
+        let _ = lab;
+        Some(answer)
+    }
+}
+
+/// Hands out `auto` addresses in file order: private ones from each subnet's first
+/// usable address (.4) up, public ones from the pool's tenth address up.
+struct Allocator {
+    next_private: HashMap<Ipv4Net, u32>,
+    pool: Ipv4Net,
+    pool_cursor: u32,
+    public_used: HashSet<Ipv4Addr>,
+}
+
+impl Allocator {
+    fn new(pool: Ipv4Net, internet: impl Iterator<Item = Ipv4Addr>) -> Self {
+        let mut public_used: HashSet<Ipv4Addr> = internet.collect();
+        public_used.insert(INTERNET_RESOLVER);
+        Allocator {
+            next_private: HashMap::new(),
+            pool,
+            pool_cursor: u32::from(pool.network()) + PUBLIC_POOL_START,
+            public_used,
+        }
+    }
+
+    fn private(&mut self, v: &mut Validator, s: &Subnet, owner: &str, at: Location) -> Ipv4Addr {
+        let last = u32::from(s.cidr.broadcast()) - 1;
+        let cursor = self
+            .next_private
+            .entry(s.cidr)
+            .or_insert(u32::from(s.cidr.network()) + 4);
+        while *cursor <= last && v.used_ips.contains_key(&Ipv4Addr::from(*cursor)) {
+            *cursor += 1;
+        }
+        if *cursor > last {
+            v.err(
+                at,
+                format!("subnet `{}` ({}) has no free address left", s.name, s.cidr),
+                "use a larger subnet (a smaller prefix length)",
+            );
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let ip = Ipv4Addr::from(*cursor);
+        v.used_ips.insert(ip, owner.to_string());
+        ip
+    }
+
+    fn public(&mut self, v: &mut Validator, at: Location) -> Ipv4Addr {
+        let last = u32::from(self.pool.broadcast()) - 1;
+        while self.pool_cursor <= last
+            && self.public_used.contains(&Ipv4Addr::from(self.pool_cursor))
+        {
+            self.pool_cursor += 1;
+        }
+        if self.pool_cursor > last {
+            v.err(
+                at,
+                format!("the public IP pool {} has no free address left", self.pool),
+                "use a larger `public_ip_pool`",
+            );
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let ip = Ipv4Addr::from(self.pool_cursor);
+        self.public_used.insert(ip);
+        ip
+    }
+}
+
+enum PublicPending {
+    None,
+    Auto,
+    Elastic(String),
+}
+
+struct InstPending {
+    name: String,
+    subnet: Option<usize>,
+    fixed: Option<Ipv4Addr>,
+    public: PublicPending,
+    key_pair: Option<String>,
+    sgs: Vec<usize>,
+    services: Vec<Service>,
+}
+
+const LAB_NAME_HINT: &str = "use 1-20 lowercase letters, digits and `-`, starting with a letter";
+
+/// Lab names become part of every namespace name, so they are short and plain.
+pub fn check_lab_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 20 {
+        return Err("it must be 1 to 20 characters");
+    }
+    if !name.chars().next().unwrap().is_ascii_lowercase() {
+        return Err("it must start with a lowercase letter");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err("it may contain only lowercase letters, digits and `-`");
+    }
+    Ok(())
+}
+
+/// The 12-character id in RDS endpoints (per account and region on AWS; per lab here).
+pub fn endpoint_id(lab: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut h = stable_hash(&["rds-endpoint", lab]);
+    let mut out = String::from("c"); // RDS ids start with a letter
+    for _ in 0..11 {
+        out.push(ALPHABET[(h % 36) as usize] as char);
+        h /= 36;
+        if h == 0 {
+            h = stable_hash(&[&out]);
+        }
+    }
+    out
+}
+
+/// "10.0.2.4 to 10.0.2.254" for a subnet.
+pub fn usable_range(net: Ipv4Net) -> String {
+    let first = offset(net.network(), 4);
+    let last = Ipv4Addr::from(u32::from(net.broadcast()) - 1);
+    format!("{first} to {last}")
+}
+
+/// Addresses per subnet in `BTreeMap` order, used by tests and the plan's summary.
+pub fn private_ips_by_subnet(lab: &Lab) -> BTreeMap<String, Vec<(Ipv4Addr, String)>> {
+    let mut out: BTreeMap<String, Vec<(Ipv4Addr, String)>> = BTreeMap::new();
+    for i in &lab.instances {
+        out.entry(lab.subnets[i.subnet].name.clone())
+            .or_default()
+            .push((i.private_ip, i.name.clone()));
+    }
+    for n in &lab.nat_gateways {
+        out.entry(lab.subnets[n.subnet].name.clone())
+            .or_default()
+            .push((n.private_ip, n.name.clone()));
+    }
+    for d in &lab.databases {
+        for n in d.nodes() {
+            out.entry(lab.subnets[n.subnet].name.clone())
+                .or_default()
+                .push((n.private_ip, n.name.clone()));
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
