@@ -2,7 +2,10 @@
 //!
 //! The spine is topology (YAML → checked `Lab`) → plan (pure data) → apply (the kernel).
 
+mod cidr;
 mod cli;
+mod diagram;
+mod plan;
 mod topology;
 
 fn main() -> std::process::ExitCode {

@@ -1,7 +1,11 @@
 //! Command-line wiring: one file per subcommand, no logic beyond calling the layers.
 
+mod cidr;
+mod diagram;
+mod plan;
 mod validate;
 
+use crate::topology;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -22,12 +26,22 @@ struct Cli {
 enum Command {
     /// Check a lab file against AWS's rules; report every problem with its line and column
     Validate(validate::Args),
+    /// Show everything `up` would create: namespaces, links, route tables, NAT and
+    /// security group rules, DNS records, services
+    Plan(plan::Args),
+    /// CIDR arithmetic: network, netmask, ranges, usable hosts (classic and AWS), split, merge
+    Cidr(cidr::Args),
+    /// Draw the lab's architecture like the seed's picture (SVG, Graphviz dot or Mermaid)
+    Diagram(diagram::Args),
 }
 
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(a) => validate::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Cidr(a) => cidr::run(a),
+        Command::Diagram(a) => diagram::run(a),
     };
     match result {
         Ok(code) => code,
@@ -35,5 +49,39 @@ pub fn run() -> ExitCode {
             eprintln!("vpclab: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The lab a command works on: a file, or the built-in hands-on lab.
+#[derive(clap::Args)]
+pub struct LabArgs {
+    /// Lab file (YAML); the built-in hands-on lab when omitted
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl LabArgs {
+    /// Loads and validates the lab, printing warnings; `None` after printing errors.
+    pub fn load(&self) -> anyhow::Result<Option<topology::Loaded>> {
+        load_lab(self.file.as_deref(), None)
+    }
+}
+
+pub fn load_lab(
+    file: Option<&std::path::Path>,
+    name: Option<&str>,
+) -> anyhow::Result<Option<topology::Loaded>> {
+    let source = topology::Source::from_arg(file);
+    match topology::load(source, name) {
+        Ok(l) => {
+            if !l.warnings.items.is_empty() {
+                eprintln!("{}", l.warnings.render(&l.source.label()));
+            }
+            Ok(Some(l))
+        }
+        Err(e @ topology::LoadError::Invalid(..)) => {
+            eprintln!("{e}");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!("{e}")),
     }
 }

@@ -393,12 +393,16 @@ impl Lab {
 
     /// Private DNS name of an address: `ip-10-0-2-238.ap-northeast-2.compute.internal`.
     pub fn private_dns_name(&self, ip: Ipv4Addr) -> String {
-        let internal = if self.region == "us-east-1" {
+        format!("{}.{}", hostname_for(ip), self.internal_domain())
+    }
+
+    /// The VPC's private DNS domain, also the instances' resolv.conf search domain.
+    pub fn internal_domain(&self) -> String {
+        if self.region == "us-east-1" {
             "ec2.internal".to_string()
         } else {
             format!("{}.compute.internal", self.region)
-        };
-        format!("{}.{internal}", hostname_for(ip))
+        }
     }
 
     /// Public DNS name of an address: `ec2-198-51-100-10.ap-northeast-2.compute.amazonaws.com`.

@@ -1,0 +1,1 @@
+//! CIDR arithmetic for `vpclab cidr` (the seed's section 2).

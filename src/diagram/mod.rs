@@ -1,0 +1,1 @@
+//! Architecture diagrams (SVG, Graphviz dot, Mermaid) drawn from a checked lab.

@@ -1,0 +1,560 @@
+//! nftables rulesets as data: the internet gateway's 1:1 NAT, the NAT gateway's port
+//! translation and each host's stateful security groups.
+//!
+//! The rules are a small typed IR rather than nft text so the plan can be compared in
+//! tests, rendered like `nft list ruleset` for people, and turned into an nftables JSON
+//! batch by the kernel layer. Every rule has a comment saying which AWS device and rule it
+//! stands for; `trace` reads those comments back to explain where a packet went.
+
+use crate::topology::{Lab, Peer, Protocol, SgRule};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// Every lab table has this name, so `down` and the leak checks recognise it.
+pub const TABLE: &str = "vpclab";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Table {
+    pub family: Family,
+    pub sets: Vec<Set>,
+    pub chains: Vec<Chain>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Ip,
+    Inet,
+}
+
+/// A named set of IPv4 addresses (a security group's members, mapped private IPs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Set {
+    pub name: String,
+    pub elements: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Chain {
+    pub name: String,
+    pub hook: Hook,
+    pub policy: Policy,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+}
+
+impl Hook {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+        }
+    }
+
+    /// NAT chains hook prerouting (destination NAT) and postrouting (source NAT).
+    pub fn is_nat(self) -> bool {
+        matches!(self, Hook::Prerouting | Hook::Postrouting)
+    }
+
+    /// The standard priorities: dstnat -100, filter 0, srcnat 100.
+    pub fn priority(self) -> i32 {
+        match self {
+            Hook::Prerouting => -100,
+            Hook::Postrouting => 100,
+            _ => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub verdict: Verdict,
+    /// Says which AWS device and rule this is; shown by `plan` and `trace`.
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "match", content = "value", rename_all = "snake_case")]
+pub enum Match {
+    Iif(String),
+    NotIif(String),
+    Oif(String),
+    Saddr(Addr),
+    Daddr(Addr),
+    NotSaddr(Addr),
+    NotDaddr(Addr),
+    /// `meta l4proto tcp|udp|icmp`
+    Proto(L4),
+    /// `tcp dport 22` or a range.
+    Dport(L4, u16, u16),
+    CtState(Vec<CtState>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Addr {
+    Net(Ipv4Net),
+    /// A named set of the table (`@name`).
+    Set(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L4 {
+    Tcp,
+    Udp,
+    Icmp,
+}
+
+impl L4 {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            L4::Tcp => "tcp",
+            L4::Udp => "udp",
+            L4::Icmp => "icmp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CtState {
+    New,
+    Established,
+    Related,
+    Invalid,
+}
+
+impl CtState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtState::New => "new",
+            CtState::Established => "established",
+            CtState::Related => "related",
+            CtState::Invalid => "invalid",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Accept,
+    Drop,
+    /// Rewrite the source address, optionally choosing the source port from a range.
+    Snat {
+        addr: Ipv4Addr,
+        ports: Option<(u16, u16)>,
+    },
+    Dnat {
+        addr: Ipv4Addr,
+    },
+}
+
+fn host(ip: Ipv4Addr) -> Addr {
+    Addr::Net(Ipv4Net::new(ip, 32).unwrap())
+}
+
+fn rule(matches: Vec<Match>, verdict: Verdict, comment: impl Into<String>) -> Rule {
+    Rule {
+        matches,
+        verdict,
+        comment: comment.into(),
+    }
+}
+
+fn stateful() -> Rule {
+    rule(
+        vec![Match::CtState(vec![CtState::Established, CtState::Related])],
+        Verdict::Accept,
+        "stateful: replies to allowed traffic return",
+    )
+}
+
+/// The internet gateway: 1:1 static NAT for every public IP and Elastic IP (the seed's
+/// steps (2) and (4)), and nothing else gets through.
+pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
+    let mut mappings: Vec<(Ipv4Addr, Ipv4Addr, String)> = Vec::new();
+    for i in &lab.instances {
+        if let Some(public) = i.public_ip.address() {
+            mappings.push((i.private_ip, public, i.name.clone()));
+        }
+    }
+    for n in &lab.nat_gateways {
+        mappings.push((n.private_ip, lab.elastic_ips[n.elastic_ip].address, n.name.clone()));
+    }
+    for d in &lab.databases {
+        for node in d.nodes() {
+            if let Some(public) = node.public_ip {
+                mappings.push((node.private_ip, public, node.name.clone()));
+            }
+        }
+    }
+    let dnat = mappings
+        .iter()
+        .map(|(private, public, who)| {
+            rule(
+                vec![Match::Daddr(host(*public))],
+                Verdict::Dnat { addr: *private },
+                format!("{igw}: static NAT {public} -> {private} ({who})"),
+            )
+        })
+        .collect();
+    let snat = mappings
+        .iter()
+        .map(|(private, public, who)| {
+            rule(
+                vec![Match::Saddr(host(*private))],
+                Verdict::Snat {
+                    addr: *public,
+                    ports: None,
+                },
+                format!("{igw}: static NAT {private} -> {public} ({who})"),
+            )
+        })
+        .collect();
+    let vpc = Addr::Net(lab.vpc.cidr);
+    Table {
+        family: Family::Ip,
+        sets: vec![Set {
+            name: "mapped".into(),
+            elements: mappings.iter().map(|m| m.0).collect(),
+        }],
+        chains: vec![
+            Chain {
+                name: "prerouting".into(),
+                hook: Hook::Prerouting,
+                policy: Policy::Accept,
+                rules: dnat,
+            },
+            Chain {
+                name: "forward".into(),
+                hook: Hook::Forward,
+                policy: Policy::Accept,
+                rules: vec![
+                    rule(
+                        vec![
+                            Match::Iif(vpc_if.into()),
+                            Match::NotSaddr(Addr::Set("mapped".into())),
+                        ],
+                        Verdict::Drop,
+                        format!("{igw}: source has no public IP (IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS)"),
+                    ),
+                    rule(
+                        vec![Match::NotIif(vpc_if.into()), Match::NotDaddr(vpc)],
+                        Verdict::Drop,
+                        format!("{igw}: no instance has this public IP (no NAT mapping)"),
+                    ),
+                ],
+            },
+            Chain {
+                name: "postrouting".into(),
+                hook: Hook::Postrouting,
+                policy: Policy::Accept,
+                rules: snat,
+            },
+        ],
+    }
+}
+
+/// The NAT gateway: private sources leave as the gateway's own private IP with a port
+/// from 1024-65535 (the seed's step (2)); nothing may start from the internet.
+pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Table {
+    let vpc = Addr::Net(lab.vpc.cidr);
+    Table {
+        family: Family::Ip,
+        sets: vec![],
+        chains: vec![
+            Chain {
+                name: "input".into(),
+                hook: Hook::Input,
+                policy: Policy::Drop,
+                rules: vec![stateful()],
+            },
+            Chain {
+                name: "forward".into(),
+                hook: Hook::Forward,
+                policy: Policy::Drop,
+                rules: vec![
+                    stateful(),
+                    rule(
+                        vec![
+                            Match::Iif(dev.into()),
+                            Match::Saddr(vpc.clone()),
+                            Match::NotDaddr(vpc.clone()),
+                            Match::CtState(vec![CtState::New]),
+                        ],
+                        Verdict::Accept,
+                        format!("{name}: new connections from the VPC to the internet"),
+                    ),
+                ],
+            },
+            Chain {
+                name: "postrouting".into(),
+                hook: Hook::Postrouting,
+                policy: Policy::Accept,
+                rules: vec![rule(
+                    vec![
+                        Match::Oif(dev.into()),
+                        Match::Saddr(vpc.clone()),
+                        Match::NotDaddr(vpc),
+                    ],
+                    Verdict::Snat {
+                        addr: private_ip,
+                        ports: Some((1024, 65535)),
+                    },
+                    format!("{name}: port address translation to {private_ip}"),
+                )],
+            },
+        ],
+    }
+}
+
+/// Addresses always reachable from an instance whatever its security groups say, as on
+/// AWS: the Amazon DNS server and the instance metadata service.
+pub fn unfiltered(lab: &Lab) -> Vec<Ipv4Addr> {
+    vec![
+        lab.vpc.dns_server(),
+        Ipv4Addr::new(169, 254, 169, 253),
+        Ipv4Addr::new(169, 254, 169, 254),
+    ]
+}
+
+/// A host's security groups, applied in its own namespace: stateful, allow-only.
+pub fn security_groups(lab: &Lab, groups: &[usize]) -> Table {
+    let mut sets = Vec::new();
+    let mut inbound = vec![
+        stateful(),
+        rule(
+            vec![Match::CtState(vec![CtState::Invalid])],
+            Verdict::Drop,
+            "stateful: invalid packets",
+        ),
+        rule(vec![Match::Iif("lo".into())], Verdict::Accept, "loopback"),
+    ];
+    let mut outbound = vec![
+        stateful(),
+        rule(vec![Match::Oif("lo".into())], Verdict::Accept, "loopback"),
+    ];
+    for ip in unfiltered(lab) {
+        outbound.push(rule(
+            vec![Match::Daddr(host(ip))],
+            Verdict::Accept,
+            "Amazon DNS and instance metadata are not filtered by security groups",
+        ));
+    }
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| lab.security_groups[*g].name.as_str())
+        .collect();
+    for &g in groups {
+        let sg = &lab.security_groups[g];
+        for (list, out, dir) in [
+            (&sg.inbound, &mut inbound, "inbound"),
+            (&sg.outbound, &mut outbound, "outbound"),
+        ] {
+            for r in list {
+                let peer = peer_addr(lab, &r.peer, &mut sets);
+                let mut m = Vec::new();
+                m.push(if dir == "inbound" {
+                    Match::Saddr(peer)
+                } else {
+                    Match::Daddr(peer)
+                });
+                m.extend(l4_matches(r));
+                out.push(rule(m, Verdict::Accept, sg_comment(lab, &sg.name, dir, r)));
+            }
+        }
+    }
+    let who = names.join(", ");
+    inbound.push(rule(
+        vec![],
+        Verdict::Drop,
+        format!("{who}: no inbound rule allows this"),
+    ));
+    outbound.push(rule(
+        vec![],
+        Verdict::Drop,
+        format!("{who}: no outbound rule allows this"),
+    ));
+    Table {
+        family: Family::Inet,
+        sets,
+        chains: vec![
+            Chain {
+                name: "input".into(),
+                hook: Hook::Input,
+                policy: Policy::Drop,
+                rules: inbound,
+            },
+            Chain {
+                name: "output".into(),
+                hook: Hook::Output,
+                policy: Policy::Drop,
+                rules: outbound,
+            },
+        ],
+    }
+}
+
+fn peer_addr(lab: &Lab, peer: &Peer, sets: &mut Vec<Set>) -> Addr {
+    match peer {
+        Peer::Cidr(net) => Addr::Net(*net),
+        Peer::MyIp(ip) => host(*ip),
+        Peer::Group(g) => {
+            let name = format!("sg{g}");
+            if !sets.iter().any(|s| s.name == name) {
+                sets.push(Set {
+                    name: name.clone(),
+                    elements: lab.members_of(*g),
+                });
+            }
+            Addr::Set(name)
+        }
+    }
+}
+
+fn l4_matches(r: &SgRule) -> Vec<Match> {
+    let l4 = match r.protocol {
+        Protocol::Tcp => L4::Tcp,
+        Protocol::Udp => L4::Udp,
+        Protocol::Icmp => L4::Icmp,
+        Protocol::All => return vec![],
+    };
+    match r.ports {
+        Some((0, 65535)) | None => vec![Match::Proto(l4)],
+        Some((a, b)) => vec![Match::Dport(l4, a, b)],
+    }
+}
+
+fn sg_comment(lab: &Lab, sg: &str, dir: &str, r: &SgRule) -> String {
+    let peer = match &r.peer {
+        Peer::Cidr(n) => n.to_string(),
+        Peer::MyIp(ip) => format!("my IP {ip}"),
+        Peer::Group(g) => lab.security_groups[*g].name.clone(),
+    };
+    let ports = match r.ports {
+        Some((a, b)) if a == b => format!(" {a}"),
+        Some((0, 65535)) | None => String::new(),
+        Some((a, b)) => format!(" {a}-{b}"),
+    };
+    let word = if dir == "inbound" { "from" } else { "to" };
+    format!("{sg} {dir}: {}{ports} {word} {peer}", r.label)
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Net(n) if n.prefix_len() == 32 => write!(f, "{}", n.addr()),
+            Addr::Net(n) => write!(f, "{n}"),
+            Addr::Set(s) => write!(f, "@{s}"),
+        }
+    }
+}
+
+impl fmt::Display for Match {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Match::Iif(n) => write!(f, "iifname \"{n}\""),
+            Match::NotIif(n) => write!(f, "iifname != \"{n}\""),
+            Match::Oif(n) => write!(f, "oifname \"{n}\""),
+            Match::Saddr(a) => write!(f, "ip saddr {a}"),
+            Match::Daddr(a) => write!(f, "ip daddr {a}"),
+            Match::NotSaddr(a) => write!(f, "ip saddr != {a}"),
+            Match::NotDaddr(a) => write!(f, "ip daddr != {a}"),
+            Match::Proto(p) => write!(f, "meta l4proto {}", p.as_str()),
+            Match::Dport(p, a, b) if a == b => write!(f, "{} dport {a}", p.as_str()),
+            Match::Dport(p, a, b) => write!(f, "{} dport {a}-{b}", p.as_str()),
+            Match::CtState(s) => write!(
+                f,
+                "ct state {}",
+                s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verdict::Accept => f.write_str("accept"),
+            Verdict::Drop => f.write_str("drop"),
+            Verdict::Snat { addr, ports: None } => write!(f, "snat to {addr}"),
+            Verdict::Snat {
+                addr,
+                ports: Some((a, b)),
+            } => write!(f, "snat to {addr}:{a}-{b}"),
+            Verdict::Dnat { addr } => write!(f, "dnat to {addr}"),
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for m in &self.matches {
+            write!(f, "{m} ")?;
+        }
+        write!(f, "counter {} comment \"{}\"", self.verdict, self.comment)
+    }
+}
+
+/// Renders like `nft list table`, so people can compare the plan with the kernel.
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let family = match self.family {
+            Family::Ip => "ip",
+            Family::Inet => "inet",
+        };
+        writeln!(f, "table {family} {TABLE} {{")?;
+        for s in &self.sets {
+            let elems: Vec<String> = s.elements.iter().map(|e| e.to_string()).collect();
+            writeln!(f, "\tset {} {{", s.name)?;
+            writeln!(f, "\t\ttype ipv4_addr")?;
+            if !elems.is_empty() {
+                writeln!(f, "\t\telements = {{ {} }}", elems.join(", "))?;
+            }
+            writeln!(f, "\t}}")?;
+        }
+        for c in &self.chains {
+            let kind = if c.hook.is_nat() { "nat" } else { "filter" };
+            let policy = match c.policy {
+                Policy::Accept => "accept",
+                Policy::Drop => "drop",
+            };
+            writeln!(f, "\tchain {} {{", c.name)?;
+            writeln!(
+                f,
+                "\t\ttype {kind} hook {} priority {}; policy {policy};",
+                c.hook.as_str(),
+                c.hook.priority()
+            )?;
+            for r in &c.rules {
+                writeln!(f, "\t\t{r}")?;
+            }
+            writeln!(f, "\t}}")?;
+        }
+        write!(f, "}}")
+    }
+}
