@@ -10,7 +10,6 @@ pub mod validate;
 pub use diag::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
 
-use serde_saphyr::MessageFormatter;
 use std::path::{Path, PathBuf};
 
 /// The seed's hands-on lab, used when a command gets no FILE.
@@ -121,30 +120,9 @@ pub fn check(text: &str, source: &Source, name: Option<&str>) -> (Option<Lab>, D
         ),
         Err(e) => {
             let mut d = Diagnostics::default();
-            let at = e.location().unwrap_or(serde_saphyr::Location::UNKNOWN);
-            let message = serde_saphyr::DefaultMessageFormatter
-                .format_message(&e)
-                .escape_debug()
-                .to_string();
-            let hint = parse_hint(&message);
-            d.error(at, message, hint);
+            d.items.push(diag::parse_error(text, &e));
             (None, d)
         }
-    }
-}
-
-/// A hint for serde's structural errors, which say what is wrong but not what to do.
-fn parse_hint(message: &str) -> String {
-    if message.starts_with("unknown field") {
-        "remove the key or fix its spelling; the keys allowed here are listed above".into()
-    } else if message.starts_with("missing field") {
-        "add the missing key; `vpclab validate` on labs/handson.yaml shows a complete example".into()
-    } else if message.starts_with("duplicate mapping key") {
-        "each name may appear once in a map".into()
-    } else if message.starts_with("expected") || message.starts_with("invalid type") {
-        "check the value's shape: a map uses `key: value`, a list uses `- item` or `[a, b]`".into()
-    } else {
-        "check the YAML syntax around this position (indentation, brackets, quotes)".into()
     }
 }
 

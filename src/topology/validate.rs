@@ -46,6 +46,13 @@ struct Validator {
     used_ips: HashMap<Ipv4Addr, String>,
 }
 
+/// A node name waiting for the uniqueness check.
+struct NodeDef {
+    name: String,
+    at: Location,
+    kind: &'static str,
+}
+
 /// Where a name was defined, to say "already defined at line N".
 struct NameTable {
     kind: &'static str,
@@ -100,7 +107,11 @@ impl Validator {
                     }
                     Some(_) => "write an IPv4 block like `10.0.0.0/16`".to_string(),
                 };
-                self.err(loc(s), format!("{what} `{text}` is not a valid IPv4 CIDR"), hint);
+                self.err(
+                    loc(s),
+                    format!("{what} `{text}` is not a valid IPv4 CIDR"),
+                    hint,
+                );
                 None
             }
         }
@@ -121,12 +132,16 @@ impl Validator {
         }
     }
 
-    /// A node-style name: it becomes part of namespace names and DNS labels.
-    fn node_name(&mut self, s: &S<String>, kind: &str, table: &mut NameTable) -> bool {
+    /// A node-style name: it becomes part of namespace names and DNS labels. Valid names
+    /// are queued in `nodes`; `unique_nodes` then reports a name used twice.
+    fn node_name(&mut self, s: &S<String>, kind: &'static str, nodes: &mut Vec<NodeDef>) -> bool {
         let name = &s.value;
         let ok_chars = !name.is_empty()
             && name.len() <= 32
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -149,7 +164,37 @@ impl Validator {
             );
             return false;
         }
-        self.unique(s, kind, table)
+        nodes.push(NodeDef {
+            name: s.value.clone(),
+            at: loc(s),
+            kind,
+        });
+        true
+    }
+
+    /// Every name a probe can point at shares one namespace. A name used twice is reported
+    /// at its later use (in file order), naming the earlier one.
+    fn unique_nodes(&mut self, mut nodes: Vec<NodeDef>) -> NameTable {
+        nodes.sort_by_key(|n| (n.at.line(), n.at.column()));
+        let mut table = NameTable::new("resource");
+        let mut kinds: HashMap<String, &'static str> = HashMap::new();
+        for n in nodes {
+            if let Some(prev) = table.names.get(&n.name) {
+                let line = prev.line();
+                self.err(
+                    n.at,
+                    format!(
+                        "{} name `{}` is already used by the {} at line {line}",
+                        n.kind, n.name, kinds[&n.name]
+                    ),
+                    "instances, databases, gateways, Elastic IPs and internet hosts share one set of names; rename one of them",
+                );
+            } else {
+                table.names.insert(n.name.clone(), n.at);
+                kinds.insert(n.name, n.kind);
+            }
+        }
+        table
     }
 
     fn unique(&mut self, s: &S<String>, kind: &str, table: &mut NameTable) -> bool {
@@ -175,7 +220,7 @@ impl Validator {
             let prev = prev.clone();
             self.err(
                 at,
-                format!("private IP {ip} of `{owner}` is already used by `{prev}`"),
+                format!("private IP {ip} is already used by {prev}"),
                 "each private IP belongs to one network interface; pick another or write `auto`",
             );
         } else {
@@ -244,13 +289,18 @@ impl Validator {
         }
 
         // Every name a probe can point at (`from:`/`to:`) shares one table.
-        let mut nodes = NameTable::new("resource");
+        let mut nodes: Vec<NodeDef> = Vec::new();
 
         // VPC
-        let vpc_cidr = self.cidr(&f.vpc.cidr, "VPC CIDR");
+        let mut vpc_cidr = self.cidr(&f.vpc.cidr, "VPC CIDR");
         if let Some(net) = vpc_cidr {
-            self.block_size(&f.vpc.cidr, net, "VPC");
-            if !is_rfc1918(net) {
+            // A VPC of the wrong size is reported once; its subnets are not also reported
+            // as outside it (a /29 VPC can't hold any subnet).
+            if !self.block_size(&f.vpc.cidr, net, "VPC")
+                || !self.special_range(&f.vpc.cidr, net, "VPC CIDR")
+            {
+                vpc_cidr = None;
+            } else if !is_rfc1918(net) {
                 self.d.warning(
                     loc(&f.vpc.cidr),
                     format!("VPC CIDR {net} is outside the RFC 1918 private ranges"),
@@ -264,7 +314,9 @@ impl Validator {
         };
 
         let pool = match &f.public_ip_pool {
-            Some(s) => self.cidr(s, "public IP pool"),
+            Some(s) => self
+                .cidr(s, "public IP pool")
+                .filter(|p| self.special_range(s, *p, "public IP pool")),
             None => Some(DEFAULT_PUBLIC_POOL.parse().unwrap()),
         };
         if let (Some(p), Some(v), Some(s)) = (pool, vpc_cidr, &f.public_ip_pool)
@@ -294,6 +346,9 @@ impl Validator {
         let mut subnet_index = HashMap::new();
         let mut subnet_names = NameTable::new("subnet");
         let mut taken_blocks: Vec<(Ipv4Net, String)> = Vec::new();
+        // Subnets whose route table is misnamed: whether they are public is unknown, so
+        // nothing that depends on it is reported.
+        let mut rt_unknown: HashSet<usize> = HashSet::new();
         for (key, s) in &f.subnets {
             self.unique(key, "subnet", &mut subnet_names);
             if let Some(azs) = &region_azs
@@ -311,7 +366,11 @@ impl Validator {
             let Some(cidr) = self.cidr(&s.cidr, "subnet CIDR") else {
                 continue;
             };
-            self.block_size(&s.cidr, cidr, "subnet");
+            // A subnet of the wrong size is reported once and left out, so it isn't also
+            // reported as outside the VPC or overlapping its neighbours.
+            if !self.block_size(&s.cidr, cidr, "subnet") {
+                continue;
+            }
             if let Some(v) = vpc_cidr
                 && !v.contains(&cidr)
             {
@@ -330,10 +389,7 @@ impl Validator {
             {
                 self.err(
                     loc(&s.cidr),
-                    format!(
-                        "subnet `{}` ({cidr}) overlaps subnet `{other}`",
-                        key.value
-                    ),
+                    format!("subnet `{}` ({cidr}) overlaps subnet `{other}`", key.value),
                     "subnets of a VPC must not overlap; `vpclab cidr split` lists free blocks",
                 );
             }
@@ -351,6 +407,7 @@ impl Validator {
                                 quoted_list(f.route_tables.keys().map(|k| k.value.as_str()))
                             ),
                         );
+                        rt_unknown.insert(subnets.len());
                         0
                     }
                 },
@@ -470,6 +527,7 @@ impl Validator {
             let subnet = subnet_ref(self, &n.subnet);
             if let Some(si) = subnet
                 && !subnets[si].public
+                && !rt_unknown.contains(&si)
             {
                 self.err(
                     loc(&n.subnet),
@@ -485,7 +543,11 @@ impl Validator {
                 if s.value.0 == "auto" {
                     None
                 } else {
-                    self.fixed_private_ip(s, subnet.map(|i| &subnets[i]), &key.value)
+                    self.fixed_private_ip(
+                        s,
+                        subnet.map(|i| &subnets[i]),
+                        &format!("NAT gateway `{}`", key.value),
+                    )
                 }
             });
             nat_pending.push((key.value.clone(), subnet, fixed, n.elastic_ip.value.clone()));
@@ -499,7 +561,7 @@ impl Validator {
             let subnet = subnet_ref(self, &i.subnet);
             let fixed = match &i.private_ip {
                 Some(s) if s.value.0 != "auto" => {
-                    self.fixed_private_ip(s, subnet.map(|x| &subnets[x]), &key.value)
+                    self.fixed_private_ip(s, subnet.map(|x| &subnets[x]), &owner)
                 }
                 _ => None,
             };
@@ -517,10 +579,20 @@ impl Validator {
                         if f.elastic_ips.keys().any(|k| k.value == other) {
                             self.eip_use(f, &spanned, &key.value, &mut eip_users);
                             PublicPending::Elastic(other.to_string())
-                        } else {
+                        } else if other.parse::<Ipv4Addr>().is_ok() {
                             self.err(
                                 loc(s),
                                 format!("public IP `{other}` is not `none`, `auto` or an Elastic IP"),
+                                format!(
+                                    "to fix the address, define an Elastic IP (`elastic_ips: {{ {}-eip: {other} }}`) and write its name here",
+                                    key.value
+                                ),
+                            );
+                            PublicPending::None
+                        } else {
+                            self.err(
+                                loc(s),
+                                format!("Elastic IP `{other}` is not defined"),
                                 format!(
                                     "write `none`, `auto`, or one of the Elastic IPs: {}",
                                     quoted_list(f.elastic_ips.keys().map(|k| k.value.as_str()))
@@ -533,6 +605,7 @@ impl Validator {
             };
             if let (Some(si), PublicPending::Auto | PublicPending::Elastic(_)) = (subnet, &public)
                 && !subnets[si].public
+                && !rt_unknown.contains(&si)
             {
                 self.d.warning(
                     loc(i.public_ip.as_ref().unwrap()),
@@ -557,16 +630,18 @@ impl Validator {
                 k.value.clone()
             });
             let services = self.services(&i.services, &owner);
-            if services.contains(&Service::Ssh) && key_pair.is_none() {
+            if let Some(ssh) = i.services.iter().find(|s| s.value == Service::Ssh.as_str())
+                && key_pair.is_none()
+            {
                 self.err(
-                    loc(&i.subnet),
+                    loc(ssh),
                     format!("instance `{}` runs ssh but has no key pair", key.value),
                     "EC2 logs in with a key pair only: add `key_pair: <name>`",
                 );
             }
             let sgs = if i.security_groups.is_empty() {
                 self.err(
-                    loc(&i.subnet),
+                    loc(key),
                     format!("instance `{}` has no security group", key.value),
                     "every instance needs at least one: add `security_groups: [<name>]`",
                 );
@@ -607,12 +682,13 @@ impl Validator {
             if azs.len() < 2 && members.len() == list.len() {
                 self.err(
                     loc(key),
-                    format!(
-                        "DB subnet group `{}` spans {} availability zone{}",
-                        key.value,
-                        azs.len(),
-                        if azs.len() == 1 { "" } else { "s" }
-                    ),
+                    match azs.iter().next() {
+                        Some(az) => format!(
+                            "DB subnet group `{}` covers only one availability zone, `{az}`",
+                            key.value
+                        ),
+                        None => format!("DB subnet group `{}` has no subnets", key.value),
+                    },
                     "RDS requires subnets in at least two availability zones (and Multi-AZ places the standby in the other one)",
                 );
             }
@@ -655,8 +731,13 @@ impl Validator {
             }
             if let Some(n) = &db.database_name {
                 let ok = n.value.len() <= 64
-                    && n.value.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                    && n.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    && n.value
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic())
+                    && n.value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !ok {
                     self.err(
                         loc(n),
@@ -667,12 +748,15 @@ impl Validator {
             }
             let port = match &db.port {
                 None => 3306,
-                Some(p) => match p.value.0.parse::<u32>() {
+                Some(p) => match p.value.0.parse::<u64>() {
                     Ok(n) if (1150..=65535).contains(&n) => n as u16,
-                    _ => {
+                    parsed => {
                         self.err(
                             loc(p),
-                            format!("database port `{}` is not valid", p.value.0),
+                            match parsed {
+                                Ok(n) => format!("database port {n} is outside 1150-65535"),
+                                Err(_) => format!("database port `{}` is not a number", p.value.0),
+                            },
                             "RDS for MySQL accepts ports 1150 to 65535 (the default is 3306)",
                         );
                         3306
@@ -689,7 +773,8 @@ impl Validator {
             } else {
                 sg_refs(self, &db.security_groups)
             };
-            let placement = group.and_then(|g| self.db_placement(db, key, &groups[g], &subnets, multi_az));
+            let placement =
+                group.and_then(|g| self.db_placement(db, key, &groups[g], &subnets, multi_az));
             db_pending.push((key, db, group, multi_az, port, sgs, placement));
         }
 
@@ -714,6 +799,16 @@ impl Validator {
                         format!("Elastic IP {ip} is already in use"),
                         "every public address belongs to one resource",
                     );
+                } else if let Some(h) = internet.iter().find(|h| host_block(h.ip).contains(&ip)) {
+                    self.err(
+                        loc(val),
+                        format!(
+                            "Elastic IP {ip} is on the /24 of internet host `{}` ({})",
+                            h.name,
+                            host_block(h.ip)
+                        ),
+                        format!("that /24 is a LAN of the internet, not routed to the lab; pick an address from {pool}"),
+                    );
                 }
                 Some(ip)
             } else {
@@ -721,12 +816,15 @@ impl Validator {
             };
             eip_fixed.push(fixed);
         }
+        let nodes = self.unique_nodes(nodes);
 
         // Expectations are resolved once names and addresses are known (below).
         if self.d.has_errors() {
-            // Still check expectation words so every mistake shows in one run.
+            // Still check expectations as far as names allow, so every mistake shows in
+            // one run.
             for e in &f.expect {
-                self.expect_words(&e.value);
+                self.expect_shape(&e.value);
+                self.expect_names(&e.value, f);
             }
             return None;
         }
@@ -865,7 +963,10 @@ impl Validator {
                     let at = *prev;
                     self.err(
                         at,
-                        format!("name `{}` is also the name vpclab gives a server of database `{}`", n.name, d.name),
+                        format!(
+                            "name `{}` is also the name vpclab gives a server of database `{}`",
+                            n.name, d.name
+                        ),
                         "rename the resource: database servers are named <database>-<az suffix>",
                     );
                 }
@@ -907,24 +1008,62 @@ impl Validator {
         };
         if let Err(why) = check_lab_name(&name) {
             match at {
-                Some(at) => self.err(at, format!("lab name `{name}` is not valid: {why}"), LAB_NAME_HINT),
+                Some(at) => self.err(
+                    at,
+                    format!("lab name `{name}` is not valid: {why}"),
+                    LAB_NAME_HINT,
+                ),
                 // A bad --name or file stem is reported by the command line, before parsing.
-                None => self.err(Location::UNKNOWN, format!("lab name `{name}` is not valid: {why}"), LAB_NAME_HINT),
+                None => self.err(
+                    Location::UNKNOWN,
+                    format!("lab name `{name}` is not valid: {why}"),
+                    LAB_NAME_HINT,
+                ),
             }
         }
         name
     }
 
-    fn block_size(&mut self, s: &S<Scalar>, net: Ipv4Net, what: &str) {
+    /// AWS's block sizes, /16 to /28; false (after reporting) when outside them.
+    fn block_size(&mut self, s: &S<Scalar>, net: Ipv4Net, what: &str) -> bool {
         let p = net.prefix_len();
-        if !(16..=28).contains(&p) {
+        let ok = (16..=28).contains(&p);
+        if !ok {
             self.err(
                 loc(s),
-                format!("{what} CIDR {net} has prefix length /{p}"),
+                if p < 16 {
+                    format!("{what} CIDR {net} is larger than /16, the largest block AWS allows")
+                } else {
+                    format!("{what} CIDR {net} is smaller than /28, the smallest block AWS allows")
+                },
                 format!(
                     "AWS allows {what} blocks from /16 (65,536 addresses) to /28 (16 addresses)"
                 ),
             );
+        }
+        ok
+    }
+
+    /// Blocks that can't be a VPC or a public pool: AWS refuses them, and vpclab's own
+    /// links use 169.254.0.0/16. False (after reporting) when `net` overlaps one.
+    fn special_range(&mut self, s: &S<Scalar>, net: Ipv4Net, what: &str) -> bool {
+        match special_block(net) {
+            Some((block, why)) => {
+                self.err(
+                    loc(s),
+                    format!(
+                        "{what} {net} {} {why} {block}",
+                        if block.contains(&net.network()) && block.prefix_len() <= net.prefix_len() {
+                            "is in"
+                        } else {
+                            "overlaps"
+                        }
+                    ),
+                    "AWS refuses these ranges and vpclab's own links use 169.254.0.0/16; use a private range for a VPC (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16) and RFC 5737 documentation blocks for public addresses",
+                );
+                false
+            }
+            None => true,
         }
     }
 
@@ -936,22 +1075,29 @@ impl Validator {
         pool: Option<Ipv4Net>,
         seen: &HashMap<Ipv4Addr, String>,
     ) {
+        let block = host_block(ip);
+        let special = special_block(Ipv4Net::new(ip, 32).unwrap());
+        // A /24 that overlaps the VPC or the pool is reported for its first host only.
+        let lan_reported = seen.keys().any(|other| block.contains(other));
         if let Some(prev) = seen.get(&ip) {
             self.err(
                 loc(&h.ip),
-                format!("internet address {ip} is already used by `{prev}`"),
+                format!("internet host address {ip} is already used by `{prev}`"),
                 "each internet host needs its own address",
             );
         } else if vpc.is_some_and(|v| v.contains(&ip)) {
             self.err(
                 loc(&h.ip),
-                format!("internet host address {ip} is inside the VPC CIDR"),
+                format!(
+                    "internet host address {ip} is inside the VPC CIDR {}",
+                    vpc.unwrap()
+                ),
                 "internet hosts live outside the VPC; use RFC 5737 addresses like 203.0.113.10",
             );
         } else if pool.is_some_and(|p| p.contains(&ip)) {
             self.err(
                 loc(&h.ip),
-                format!("internet host address {ip} is inside the public IP pool"),
+                format!("internet host address {ip} is inside the public IP pool {}", pool.unwrap()),
                 "the pool's addresses belong to instances and Elastic IPs; use another block, like 203.0.113.0/24",
             );
         } else if ip == INTERNET_RESOLVER {
@@ -959,6 +1105,37 @@ impl Validator {
                 loc(&h.ip),
                 format!("internet host address {ip} is the internet's DNS resolver"),
                 "vpclab runs the internet's resolver there; pick another address",
+            );
+        } else if let Some((range, why)) = special {
+            self.err(
+                loc(&h.ip),
+                format!("internet host address {ip} is in {why} {range}"),
+                "vpclab's own links use 169.254.0.0/16 and the others are not host addresses; use RFC 5737 documentation addresses like 203.0.113.10 or 192.0.2.66",
+            );
+        } else if let Some(why) = match u32::from(ip) - u32::from(block.network()) {
+            0 => Some("the network address of"),
+            1 => Some("the internet router's address on"),
+            255 => Some("the broadcast address of"),
+            _ => None,
+        } {
+            self.err(
+                loc(&h.ip),
+                format!("internet host address {ip} is {why} its /24 ({block})"),
+                "every /24 that holds internet hosts is a LAN whose .1 is the internet router (the hosts' gateway); use .2 to .254",
+            );
+        } else if !lan_reported && let Some(v) = vpc.filter(|v| overlaps(*v, block)) {
+            self.err(
+                loc(&h.ip),
+                format!(
+                    "the /24 of internet host address {ip} ({block}) overlaps the VPC CIDR {v}"
+                ),
+                "internet hosts sit on a /24 LAN outside the VPC; pick an address in another /24",
+            );
+        } else if !lan_reported && let Some(p) = pool.filter(|p| overlaps(*p, block)) {
+            self.err(
+                loc(&h.ip),
+                format!("the /24 of internet host address {ip} ({block}) overlaps the public IP pool {p}"),
+                "the internet reaches the pool through the internet gateway, not on a host's LAN; pick an address in another /24",
             );
         }
     }
@@ -1006,7 +1183,10 @@ impl Validator {
             let prev = prev.clone();
             self.err(
                 loc(eip),
-                format!("Elastic IP `{}` is already associated with `{prev}`", eip.value),
+                format!(
+                    "Elastic IP `{}` is already associated with `{prev}`",
+                    eip.value
+                ),
                 "an Elastic IP maps to one network interface at a time; allocate another",
             );
         } else {
@@ -1056,7 +1236,9 @@ impl Validator {
                     continue;
                 };
                 let t = target.value.0.as_str();
-                if net == vpc_net {
+                // With a VPC CIDR that is itself wrong, routes are not checked against it.
+                let vpc_known = vpc.is_some();
+                if net == vpc_net && vpc_known {
                     if t != "local" {
                         self.err(
                             loc(target),
@@ -1066,15 +1248,20 @@ impl Validator {
                     }
                     continue;
                 }
-                if t == "local" {
+                if t == "local" && vpc_known {
                     self.err(
                         loc(target),
-                        format!("`local` is only the target of the VPC CIDR {vpc_net}, not of {net}"),
+                        format!(
+                            "`local` is only the target of the VPC CIDR {vpc_net}, not of {net}"
+                        ),
                         "route other destinations to the internet gateway or a NAT gateway",
                     );
                     continue;
                 }
-                if net.prefix_len() >= vpc_net.prefix_len() && vpc_net.contains(&net.network()) {
+                if vpc_known
+                    && net.prefix_len() >= vpc_net.prefix_len()
+                    && vpc_net.contains(&net.network())
+                {
                     self.err(
                         loc(dest),
                         format!("route destination {net} overlaps the VPC CIDR {vpc_net}"),
@@ -1082,7 +1269,9 @@ impl Validator {
                     );
                     continue;
                 }
-                let target = if Some(t) == igw {
+                let target = if t == "local" {
+                    continue; // reported above unless the VPC CIDR is unknown
+                } else if Some(t) == igw {
                     RouteTarget::InternetGateway(t.to_string())
                 } else if nat_names.contains(t) {
                     RouteTarget::NatGateway(nat_list.iter().position(|n| *n == t).unwrap())
@@ -1116,7 +1305,7 @@ impl Validator {
                 self.err(
                     loc(key),
                     "security group name must be 1 to 255 characters",
-                    "",
+                    "AWS limits group names to 255 characters; shorten it",
                 );
             }
             let rules = |v: &mut Self, list: &[S<file::SgRuleFile>], inbound: bool| {
@@ -1217,12 +1406,12 @@ impl Validator {
                 return None;
             }
         };
-        if rv.protocol.is_some() {
+        if let Some(proto_s) = &rv.protocol {
             match (protocol, &rv.port) {
                 (Protocol::Tcp | Protocol::Udp, Some(p)) => ports = Some(self.port_range(p)?),
                 (Protocol::Tcp | Protocol::Udp, None) => {
                     self.err(
-                        loc(rv.protocol.as_ref().unwrap()),
+                        loc(proto_s),
                         format!("a {} rule needs a port", protocol.as_str()),
                         format!(
                             "add `port: 22` or a range like `port: 1024-65535`, or use `type: all-{}`",
@@ -1298,12 +1487,9 @@ impl Validator {
         } else {
             self.err(
                 loc(peer_s),
+                format!("security group `{}` is not defined", peer_s.value),
                 format!(
-                    "{field_name} `{}` is not a CIDR, `my-ip` or a security group",
-                    peer_s.value
-                ),
-                format!(
-                    "defined security groups: {}",
+                    "a rule's {field_name} is a CIDR, `my-ip` or a security group; defined security groups: {}",
                     quoted_list(groups.iter().copied())
                 ),
             );
@@ -1399,17 +1585,25 @@ impl Validator {
         if group.subnets.is_empty() {
             return None;
         }
-        let in_group = |v: &mut Self, s: &S<Scalar>, owner: &str| -> Option<(usize, Ipv4Addr)> {
-            let ip = v.ip(s, "private IP")?;
-            match group.subnets.iter().find(|i| subnets[**i].cidr.contains(&ip)) {
+        let in_group = |v: &mut Self, s: &S<Scalar>, role: &str| -> Option<(usize, Ipv4Addr)> {
+            let ip = v.ip(s, &format!("{role} IP"))?;
+            let owner = format!("the {role} of database `{}`", key.value);
+            match group
+                .subnets
+                .iter()
+                .find(|i| subnets[**i].cidr.contains(&ip))
+            {
                 Some(si) => {
-                    let ip = v.fixed_private_ip(s, Some(&subnets[*si]), owner)?;
+                    let ip = v.fixed_private_ip(s, Some(&subnets[*si]), &owner)?;
                     Some((*si, ip))
                 }
                 None => {
                     v.err(
                         loc(s),
-                        format!("{ip} is not in any subnet of DB subnet group `{}`", group.name),
+                        format!(
+                            "{role} IP {ip} is not in any subnet of DB subnet group `{}`",
+                            group.name
+                        ),
                         format!(
                             "its subnets are {}",
                             group
@@ -1443,14 +1637,14 @@ impl Validator {
         }
         let primary = match &db.primary_ip {
             Some(s) if s.value.0 != "auto" => {
-                let (si, ip) = in_group(self, s, &format!("{}-primary", key.value))?;
+                let (si, ip) = in_group(self, s, "primary")?;
                 if let Some(az) = az_wanted
                     && subnets[si].az != az.value
                 {
                     self.err(
                         loc(s),
                         format!(
-                            "primary IP {ip} is in {} but `availability_zone` is {}",
+                            "primary IP {ip} is in `{}` but `availability_zone` is `{}`",
                             subnets[si].az, az.value
                         ),
                         "the primary lives in `availability_zone`; pick an address there",
@@ -1472,12 +1666,12 @@ impl Validator {
             let other_az = |i: &usize| subnets[*i].az != subnets[primary.0].az;
             match &db.standby_ip {
                 Some(s) if s.value.0 != "auto" => {
-                    let (si, ip) = in_group(self, s, &format!("{}-standby", key.value))?;
+                    let (si, ip) = in_group(self, s, "standby")?;
                     if !other_az(&si) {
                         self.err(
                             loc(s),
                             format!(
-                                "standby IP {ip} is in the primary's availability zone {}",
+                                "standby IP {ip} is in the primary's availability zone `{}`",
                                 subnets[si].az
                             ),
                             "Multi-AZ puts the standby in another AZ; pick an address in another subnet of the group",
@@ -1486,7 +1680,11 @@ impl Validator {
                     }
                     Some((si, Some(ip)))
                 }
-                _ => group.subnets.iter().find(|i| other_az(i)).map(|si| (*si, None)),
+                _ => group
+                    .subnets
+                    .iter()
+                    .find(|i| other_az(i))
+                    .map(|si| (*si, None)),
             }
         } else {
             if let Some(s) = &db.standby_ip {
@@ -1536,10 +1734,106 @@ impl Validator {
         check.zip(result)
     }
 
+    /// The checks of an expectation that need no resolved names: its words, and which
+    /// fields go with which check. Run for every expectation, even when other errors stop
+    /// the lab from being built, so every mistake shows in one run.
+    fn expect_shape(&mut self, e: &file::ExpectFile) -> Option<(Check, Outcome, Option<u16>)> {
+        let (check, result) = self.expect_words(e)?;
+        let mut port_ok = true;
+        let port = match (&e.port, check) {
+            (Some(p), Check::Tcp) => match self.port_range(p) {
+                Some((a, b)) if a == b => Some(a),
+                Some(_) => {
+                    self.err(
+                        loc(p),
+                        "a tcp check takes one port, not a range",
+                        "write one port, like `port: 3306`; add a check per port to test several",
+                    );
+                    port_ok = false;
+                    None
+                }
+                None => {
+                    port_ok = false;
+                    None
+                }
+            },
+            (Some(p), _) => {
+                self.err(
+                    loc(p),
+                    format!(
+                        "`port` only applies to `check: tcp`, not `{}`",
+                        check.as_str()
+                    ),
+                    "the other checks use their service's standard port",
+                );
+                None
+            }
+            (None, Check::Tcp) => {
+                self.err(
+                    loc(&e.check),
+                    "a tcp check needs a `port`",
+                    "add e.g. `port: 3306`",
+                );
+                port_ok = false;
+                None
+            }
+            (None, _) => None,
+        };
+        if let Some(s) = &e.seen_as
+            && check != Check::Http
+        {
+            self.err(
+                loc(s),
+                "`seen_as` only applies to `check: http`",
+                "the far end's web server reports the source address it saw",
+            );
+        }
+        match (&e.answer, check) {
+            (None, Check::Dns) => self.err(
+                loc(&e.check),
+                "a dns check needs an `answer`",
+                "write `answer: private`, `public`, `primary` or an address",
+            ),
+            (Some(a), c) if c != Check::Dns => self.err(
+                loc(a),
+                "`answer` only applies to `check: dns`",
+                "remove `answer`, or write `check: dns` to test what the name resolves to",
+            ),
+            _ => {}
+        }
+        port_ok.then_some((check, result, port))
+    }
+
+    /// `from:` and `to:` checked against the file's names, for when other errors stop the
+    /// lab from being built. Names that may be a database server (`<database>-<az>`) pass.
+    fn expect_names(&mut self, e: &file::ExpectFile, f: &LabFile) {
+        let known = |n: &str| {
+            f.instances.keys().any(|k| k.value == n)
+                || f.databases
+                    .keys()
+                    .any(|k| k.value == n || n.starts_with(&format!("{}-", k.value)))
+                || f.internet.keys().any(|k| k.value == n)
+                || f.nat_gateways.keys().any(|k| k.value == n)
+                || f.elastic_ips.keys().any(|k| k.value == n)
+        };
+        let mut names: Vec<&str> = f.instances.keys().map(|k| k.value.as_str()).collect();
+        names.extend(f.databases.keys().map(|k| k.value.as_str()));
+        names.extend(f.internet.keys().map(|k| k.value.as_str()));
+        if !known(&e.from.value) {
+            self.unknown_node(&e.from, &names);
+        }
+        if !known(&e.to.value) && e.to.value.parse::<Ipv4Addr>().is_err() {
+            self.unknown_node(&e.to, &names);
+        }
+    }
+
     fn expectation(&mut self, e: &S<file::ExpectFile>, lab: &Lab) -> Option<Expectation> {
         let line = e.referenced.line();
         let e = &e.value;
-        let words = self.expect_words(e);
+        let shape = self.expect_shape(e);
+        let mut names: Vec<&str> = lab.instances.iter().map(|i| i.name.as_str()).collect();
+        names.extend(lab.databases.iter().map(|d| d.name.as_str()));
+        names.extend(lab.internet.iter().map(|h| h.name.as_str()));
         let from_ok = match lab.find(&e.from.value) {
             Some(NodeRef::Instance(_) | NodeRef::Internet(_) | NodeRef::DbNode(..)) => true,
             Some(_) => {
@@ -1551,41 +1845,15 @@ impl Validator {
                 false
             }
             None => {
-                self.unknown_node(&e.from, lab);
+                self.unknown_node(&e.from, &names);
                 false
             }
         };
         let to = lab.find(&e.to.value);
         if to.is_none() && e.to.value.parse::<Ipv4Addr>().is_err() {
-            self.unknown_node(&e.to, lab);
+            self.unknown_node(&e.to, &names);
         }
-        let (check, result) = words?;
-        let port = match (&e.port, check) {
-            (Some(p), Check::Tcp) => match self.port_range(p)? {
-                (a, b) if a == b => Some(a),
-                _ => {
-                    self.err(loc(p), "a tcp check takes one port, not a range", "");
-                    None
-                }
-            },
-            (Some(p), _) => {
-                self.err(
-                    loc(p),
-                    format!("`port` only applies to `check: tcp`, not `{}`", check.as_str()),
-                    "the other checks use their service's standard port",
-                );
-                None
-            }
-            (None, Check::Tcp) => {
-                self.err(
-                    loc(&e.check),
-                    "a tcp check needs a `port`",
-                    "add e.g. `port: 3306`",
-                );
-                None
-            }
-            (None, _) => None,
-        };
+        let (check, result, port) = shape?;
         if check == Check::Mysql && !matches!(to, Some(NodeRef::Database(_)) | None) {
             self.err(
                 loc(&e.to),
@@ -1597,32 +1865,12 @@ impl Validator {
             );
         }
         let seen_as = match &e.seen_as {
-            None => None,
-            Some(s) if check != Check::Http => {
-                self.err(
-                    loc(s),
-                    "`seen_as` only applies to `check: http`",
-                    "the far end's web server reports the source address it saw",
-                );
-                None
-            }
-            Some(s) => self.seen_as(s, lab),
+            Some(s) if check == Check::Http => self.seen_as(s, lab),
+            _ => None,
         };
-        let answer = match (&e.answer, check) {
-            (Some(a), Check::Dns) => self.answer(a, to, lab),
-            (None, Check::Dns) => {
-                self.err(
-                    loc(&e.check),
-                    "a dns check needs an `answer`",
-                    "write `answer: private`, `public`, `primary` or an address",
-                );
-                None
-            }
-            (Some(a), _) => {
-                self.err(loc(a), "`answer` only applies to `check: dns`", "");
-                None
-            }
-            (None, _) => None,
+        let answer = match &e.answer {
+            Some(a) if check == Check::Dns => self.answer(a, to, lab),
+            _ => None,
         };
         if !from_ok || self.d.has_errors() {
             return None;
@@ -1639,14 +1887,14 @@ impl Validator {
         })
     }
 
-    fn unknown_node(&mut self, s: &S<String>, lab: &Lab) {
-        let mut names: Vec<&str> = lab.instances.iter().map(|i| i.name.as_str()).collect();
-        names.extend(lab.databases.iter().map(|d| d.name.as_str()));
-        names.extend(lab.internet.iter().map(|h| h.name.as_str()));
+    fn unknown_node(&mut self, s: &S<String>, names: &[&str]) {
         self.err(
             loc(s),
-            format!("`{}` is not an instance, database or internet host", s.value),
-            format!("known names: {}", quoted_list(names)),
+            format!(
+                "`{}` is not an instance, database or internet host",
+                s.value
+            ),
+            format!("known names: {}", quoted_list(names.iter().copied())),
         );
     }
 
@@ -1695,16 +1943,44 @@ impl Validator {
                 "`answer: primary` applies to a database's endpoint",
                 "point `to:` at a database",
             ),
-            (Answer::Public, Some(NodeRef::Instance(i))) if i.public_ip == PublicIp::None => self.err(
-                loc(a),
-                format!("instance `{}` has no public IP, so it has no public DNS name", i.name),
-                "give it `public_ip: auto` or expect `private`",
-            ),
+            (Answer::Public, Some(NodeRef::Instance(i))) if i.public_ip == PublicIp::None => self
+                .err(
+                    loc(a),
+                    format!(
+                        "instance `{}` has no public IP, so it has no public DNS name",
+                        i.name
+                    ),
+                    "give it `public_ip: auto` or expect `private`",
+                ),
             _ => {}
         }
         let _ = lab;
         Some(answer)
     }
+}
+
+/// The /24 an internet host sits on; the internet router holds its .1 (see `plan::network`).
+pub fn host_block(ip: Ipv4Addr) -> Ipv4Net {
+    Ipv4Net::new(ip, 24).unwrap().trunc()
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The special-purpose range `net` overlaps, with why it can't be used, if any.
+pub fn special_block(net: Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+    const SPECIAL: &[(&str, &str)] = &[
+        ("0.0.0.0/8", "the \"this network\" range"),
+        ("127.0.0.0/8", "the loopback range"),
+        ("169.254.0.0/16", "the link-local range"),
+        ("224.0.0.0/4", "the multicast range"),
+        ("240.0.0.0/4", "the reserved range"),
+    ];
+    SPECIAL.iter().find_map(|(b, why)| {
+        let b: Ipv4Net = b.parse().unwrap();
+        overlaps(b, net).then_some((b, *why))
+    })
 }
 
 /// Hands out `auto` addresses in file order: private ones from each subnet's first
@@ -1829,6 +2105,7 @@ pub fn usable_range(net: Ipv4Net) -> String {
 }
 
 /// Addresses per subnet in `BTreeMap` order, used by tests and the plan's summary.
+#[allow(dead_code, reason = "API for the plan's summary and tests")]
 pub fn private_ips_by_subnet(lab: &Lab) -> BTreeMap<String, Vec<(Ipv4Addr, String)>> {
     let mut out: BTreeMap<String, Vec<(Ipv4Addr, String)>> = BTreeMap::new();
     for i in &lab.instances {
@@ -1852,4 +2129,235 @@ pub fn private_ips_by_subnet(lab: &Lab) -> BTreeMap<String, Vec<(Ipv4Addr, Strin
         v.sort();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{BUILTIN_YAML, Source, check};
+
+    /// The built-in lab with one edit (the text must occur).
+    fn edit(old: &str, new: &str) -> String {
+        assert!(BUILTIN_YAML.contains(old), "{old}");
+        BUILTIN_YAML.replacen(old, new, 1)
+    }
+
+    fn errors(text: &str) -> Vec<(u64, u64, String)> {
+        let (lab, d) = check(text, &Source::Builtin, None);
+        let e: Vec<_> = d
+            .errors()
+            .map(|e| (e.line, e.column, e.message.clone()))
+            .collect();
+        assert_eq!(lab.is_none(), !e.is_empty());
+        e
+    }
+
+    /// 1-based line and column of `needle` in the first line that contains `line_has`.
+    fn pos(text: &str, line_has: &str, needle: &str) -> (u64, u64) {
+        let (i, l) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains(line_has))
+            .unwrap_or_else(|| panic!("no line with {line_has}"));
+        (i as u64 + 1, l.find(needle).unwrap() as u64 + 1)
+    }
+
+    fn one_error(text: &str) -> (u64, u64, String) {
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn internet_hosts_avoid_the_router_network_and_broadcast_of_their_24() {
+        for (ip, why) in [
+            (
+                "203.0.113.1",
+                "is the internet router's address on its /24 (203.0.113.0/24)",
+            ),
+            (
+                "203.0.113.0",
+                "is the network address of its /24 (203.0.113.0/24)",
+            ),
+            (
+                "203.0.113.255",
+                "is the broadcast address of its /24 (203.0.113.0/24)",
+            ),
+        ] {
+            let text = edit(
+                "{ ip: 203.0.113.10, my_ip: true }",
+                &format!("{{ ip: {ip}, my_ip: true }}"),
+            );
+            let (line, col, msg) = one_error(&text);
+            assert_eq!(msg, format!("internet host address {ip} {why}"));
+            assert_eq!((line, col), pos(&text, "my-laptop:", ip));
+        }
+        for ip in ["203.0.113.2", "203.0.113.254"] {
+            let text = edit(
+                "{ ip: 203.0.113.10, my_ip: true }",
+                &format!("{{ ip: {ip}, my_ip: true }}"),
+            );
+            assert_eq!(errors(&text), []);
+        }
+    }
+
+    #[test]
+    fn internet_host_lans_stay_clear_of_the_pool_and_special_ranges() {
+        let text = edit(
+            "public_ip_pool: 198.51.100.0/24",
+            "public_ip_pool: 203.0.113.128/25",
+        );
+        let (_, _, msg) = one_error(&text);
+        assert_eq!(
+            msg,
+            "the /24 of internet host address 203.0.113.10 (203.0.113.0/24) overlaps the public IP pool 203.0.113.128/25"
+        );
+        let text = edit("{ ip: 192.0.2.66 }", "{ ip: 127.0.0.5 }");
+        assert_eq!(
+            one_error(&text).2,
+            "internet host address 127.0.0.5 is in the loopback range 127.0.0.0/8"
+        );
+        let text = edit("my-nat-eip: auto", "my-nat-eip: 192.0.2.99");
+        let (line, col, msg) = one_error(&text);
+        assert_eq!(
+            msg,
+            "Elastic IP 192.0.2.99 is on the /24 of internet host `stranger` (192.0.2.0/24)"
+        );
+        assert_eq!((line, col), pos(&text, "my-nat-eip: 192", "192"));
+    }
+
+    #[test]
+    fn a_vpc_of_the_wrong_size_or_range_is_reported_once() {
+        for (cidr, msg) in [
+            (
+                "10.0.0.0/29",
+                "VPC CIDR 10.0.0.0/29 is smaller than /28, the smallest block AWS allows",
+            ),
+            (
+                "10.0.0.0/8",
+                "VPC CIDR 10.0.0.0/8 is larger than /16, the largest block AWS allows",
+            ),
+            (
+                "169.254.0.0/16",
+                "VPC CIDR 169.254.0.0/16 is in the link-local range 169.254.0.0/16",
+            ),
+        ] {
+            let text = edit("cidr: 10.0.0.0/16", &format!("cidr: {cidr}"));
+            let (line, col, m) = one_error(&text);
+            assert_eq!(m, msg);
+            assert_eq!((line, col), pos(&text, &format!("cidr: {cidr}"), cidr));
+        }
+    }
+
+    #[test]
+    fn a_subnet_of_the_wrong_size_is_reported_once() {
+        let text = edit("cidr: 10.0.0.0/24", "cidr: 10.0.0.0/15");
+        let (_, _, m) = one_error(&text);
+        assert_eq!(
+            m,
+            "subnet CIDR 10.0.0.0/15 is larger than /16, the largest block AWS allows"
+        );
+    }
+
+    #[test]
+    fn a_misnamed_route_table_does_not_make_the_nat_subnet_private() {
+        let text = edit(
+            "cidr: 10.0.0.0/24, route_table: public",
+            "cidr: 10.0.0.0/24, route_table: pubic",
+        );
+        let (line, col, m) = one_error(&text);
+        assert_eq!(m, "route table `pubic` is not defined");
+        assert_eq!((line, col), pos(&text, "route_table: pubic", "pubic"));
+    }
+
+    #[test]
+    fn ssh_without_key_pair_points_at_ssh() {
+        let text = edit(
+            "    key_pair: aws-study\n    security_groups: [MyApp",
+            "    security_groups: [MyApp",
+        );
+        let (line, col, m) = one_error(&text);
+        assert_eq!(m, "instance `app` runs ssh but has no key pair");
+        // `app`'s `services: [ssh]` is the last one in the file.
+        let lines: Vec<&str> = text.lines().collect();
+        let last = lines
+            .iter()
+            .rposition(|l| l.contains("services: [ssh]"))
+            .unwrap();
+        assert_eq!(
+            (line, col),
+            (last as u64 + 1, lines[last].find("ssh").unwrap() as u64 + 1)
+        );
+    }
+
+    #[test]
+    fn a_name_used_twice_is_reported_at_its_later_use() {
+        // `web` is an instance (earlier in the file) and now also an internet host.
+        let text = edit(
+            "stranger:    { ip: 192.0.2.66 }",
+            "web:         { ip: 192.0.2.66 }",
+        );
+        let errs = errors(&text);
+        let web_line = pos(&text, "  web:", "web").0;
+        let (line, col, m) = &errs[0];
+        assert_eq!(
+            m,
+            &format!("internet host name `web` is already used by the instance at line {web_line}")
+        );
+        assert_eq!((*line, *col), pos(&text, "web:         {", "web"));
+    }
+
+    #[test]
+    fn a_private_ip_used_twice_names_its_first_owner() {
+        let text = edit("private_ip: 10.0.1.101", "private_ip: 10.0.1.64");
+        let (line, col, m) = one_error(&text);
+        assert_eq!(m, "private IP 10.0.1.64 is already used by instance `app`");
+        assert_eq!(
+            (line, col),
+            pos(&text, "standby_ip: 10.0.1.64", "10.0.1.64")
+        );
+    }
+
+    #[test]
+    fn expectations_are_checked_even_when_the_lab_has_other_errors() {
+        let text = edit("cidr: 10.0.0.0/16", "cidr: 10.0.0.0/33").replace(
+            "{ from: web, to: web, check: dns, answer: private }",
+            "{ from: web, to: webb, check: tcp }",
+        );
+        let msgs: Vec<String> = errors(&text).into_iter().map(|e| e.2).collect();
+        assert_eq!(
+            msgs,
+            [
+                "VPC CIDR `10.0.0.0/33` is not a valid IPv4 CIDR",
+                "a tcp check needs a `port`",
+                "`webb` is not an instance, database or internet host",
+            ]
+        );
+    }
+
+    #[test]
+    fn parse_errors_say_what_is_wrong_where() {
+        // A duplicate key names the first one.
+        let text = edit("  app:\n", "  web:\n");
+        let (line, col, m) = one_error(&text);
+        let first = pos(&text, "  web:", "web").0;
+        assert_eq!(
+            m,
+            format!("key `web` appears twice in this map (first at line {first})")
+        );
+        assert_eq!(col, 3);
+        assert!(line > first);
+        // A missing key points at the map that lacks it.
+        let text = edit("    subnet: public-2c\n", "");
+        let (line, col, m) = one_error(&text);
+        assert_eq!(m, "missing field `subnet` in `web`");
+        assert_eq!((line, col), pos(&text, "  web:", "web"));
+        // A list where one value belongs points at the value.
+        let text = edit("port: 3306", "port: [3306, 3307]");
+        let (line, col, m) = one_error(&text);
+        assert_eq!(
+            m,
+            "expected a single value (text or number) here, found a list"
+        );
+        assert_eq!((line, col), pos(&text, "port: [3306", "["));
+    }
 }
