@@ -101,13 +101,13 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
             let hook = |i: usize| checkpoint(&format!("namespace:{i}"));
             let mut applier = Applier::new(&plan, rt.handle().clone()).on_namespace(&hook);
             for step in STEPS {
-                checkpoint(step)?;
                 let t = Instant::now();
                 progress.start(step);
-                applier
-                    .step(step)
-                    .await
-                    .with_context(|| format!("step `{step}` failed"))?;
+                let result = match checkpoint(step) {
+                    Ok(()) => applier.step(step).await,
+                    Err(e) => Err(e),
+                };
+                result.with_context(|| format!("step `{step}` failed"))?;
                 progress.done(step, &step_summary(&plan, step), t.elapsed());
             }
             Ok::<(), anyhow::Error>(())
