@@ -5,6 +5,8 @@
 mod cidr;
 mod cli;
 mod diagram;
+mod kernel;
+mod lab;
 mod plan;
 mod topology;
 

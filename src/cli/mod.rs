@@ -2,7 +2,12 @@
 
 mod cidr;
 mod diagram;
+mod down;
+mod exec;
+mod ls;
 mod plan;
+mod status;
+mod up;
 mod validate;
 
 use crate::topology;
@@ -33,6 +38,16 @@ enum Command {
     Cidr(cidr::Args),
     /// Draw the lab's architecture like the seed's picture (SVG, Graphviz dot or Mermaid)
     Diagram(diagram::Args),
+    /// Build the lab for real: namespaces, links, route tables, NAT, security groups (root)
+    Up(up::Args),
+    /// Remove a lab and everything it made; works after a crash and without the YAML (root)
+    Down(down::Args),
+    /// Show a running lab, checked against the kernel
+    Status(status::Args),
+    /// List the labs on this machine
+    Ls(ls::Args),
+    /// Run a command inside a node's namespaces, with its own resolv.conf, hosts and hostname (root)
+    Exec(exec::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -42,6 +57,11 @@ pub fn run() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Cidr(a) => cidr::run(a),
         Command::Diagram(a) => diagram::run(a),
+        Command::Up(a) => up::run(a),
+        Command::Down(a) => down::run(a),
+        Command::Status(a) => status::run(a),
+        Command::Ls(a) => ls::run(a),
+        Command::Exec(a) => exec::run(a),
     };
     match result {
         Ok(code) => code,

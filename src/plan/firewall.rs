@@ -283,6 +283,38 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
 /// from 1024-65535 (the seed's step (2)); nothing may start from the internet.
 pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Table {
     let vpc = Addr::Net(lab.vpc.cidr);
+    let outbound = || {
+        vec![
+            Match::Oif(dev.into()),
+            Match::Saddr(vpc.clone()),
+            Match::NotDaddr(vpc.clone()),
+        ]
+    };
+    // TCP and UDP get a source port from 1024-65535; ICMP has no ports, its echo id is
+    // translated instead.
+    let mut pat: Vec<Rule> = [L4::Tcp, L4::Udp]
+        .into_iter()
+        .map(|p| {
+            let mut m = outbound();
+            m.push(Match::Proto(p));
+            rule(
+                m,
+                Verdict::Snat {
+                    addr: private_ip,
+                    ports: Some((1024, 65535)),
+                },
+                format!("{name}: port address translation to {private_ip} ({})", p.as_str()),
+            )
+        })
+        .collect();
+    pat.push(rule(
+        outbound(),
+        Verdict::Snat {
+            addr: private_ip,
+            ports: None,
+        },
+        format!("{name}: address translation to {private_ip} (icmp)"),
+    ));
     Table {
         family: Family::Ip,
         sets: vec![],
@@ -315,18 +347,7 @@ pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Ta
                 name: "postrouting".into(),
                 hook: Hook::Postrouting,
                 policy: Policy::Accept,
-                rules: vec![rule(
-                    vec![
-                        Match::Oif(dev.into()),
-                        Match::Saddr(vpc.clone()),
-                        Match::NotDaddr(vpc),
-                    ],
-                    Verdict::Snat {
-                        addr: private_ip,
-                        ports: Some((1024, 65535)),
-                    },
-                    format!("{name}: port address translation to {private_ip}"),
-                )],
+                rules: pat,
             },
         ],
     }

@@ -1,0 +1,48 @@
+use crate::lab::{progress::Progress, summary, up};
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Lab file (YAML); the built-in hands-on lab when omitted
+    file: Option<std::path::PathBuf>,
+    /// Run this lab under another name (a second copy next to the first)
+    #[arg(long)]
+    name: Option<String>,
+    /// Print no progress and no summary
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if let Some(n) = &a.name {
+        crate::topology::validate::check_lab_name(n)
+            .map_err(|why| anyhow::anyhow!("--name `{n}` is not a valid lab name: {why}"))?;
+    }
+    let Some(loaded) = super::load_lab(a.file.as_deref(), a.name.as_deref())? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut progress = Progress::new(!a.quiet);
+    progress.note(&format!(
+        "vpclab: bringing up lab `{}` from {}",
+        loaded.lab.name,
+        loaded.source.label()
+    ));
+    let out = up::up(&loaded, &mut progress)?;
+    if !a.quiet {
+        println!(
+            "Lab `{}` is up ({:.2} s).\n",
+            loaded.lab.name, out.seconds
+        );
+        print!("{}", summary::render(&loaded.lab, &out.plan));
+        let lab_arg = if loaded.lab.name == crate::topology::BUILTIN_NAME {
+            String::new()
+        } else {
+            format!(" --lab {}", loaded.lab.name)
+        };
+        println!(
+            "\nTry: sudo vpclab exec{lab_arg} web -- ip -br addr    (the instance never holds its public IP)\n     sudo vpclab status {}    |    sudo vpclab down {0}",
+            loaded.lab.name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

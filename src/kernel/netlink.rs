@@ -1,0 +1,149 @@
+//! Links, addresses, routes and rules over route netlink (rtnetlink), in-process.
+//!
+//! A `Netlink` is bound to the namespace of the thread that opened it; requests on it can
+//! then be sent from anywhere, concurrently (rtnetlink pipelines them on one socket).
+//! Interface indexes are chosen by vpclab (see `apply::Indexes`), so no request waits
+//! for a lookup.
+
+use anyhow::{Context, Result};
+use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use netlink_packet_route::route::RouteScope;
+use netlink_packet_route::rule::RuleAction;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
+
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a route-netlink socket in the calling thread's network namespace; its
+    /// connection task runs on `rt`.
+    pub fn open_here(rt: &tokio::runtime::Handle) -> Result<Netlink> {
+        let _guard = rt.enter();
+        let (conn, handle, _) = rtnetlink::new_connection().context("open a netlink socket")?;
+        rt.spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn add_bridge(&self, name: &str, index: u32) -> Result<()> {
+        let msg = LinkBridge::new(name).index(index).build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| format!("create bridge {name}"))
+    }
+
+    /// Creates veth `name` here and its peer directly in the namespace `peer_ns`, so the
+    /// peer never appears in this (or the host's) namespace.
+    pub async fn add_veth(
+        &self,
+        name: &str,
+        index: u32,
+        peer: &str,
+        peer_index: u32,
+        peer_ns: RawFd,
+        alias: &str,
+    ) -> Result<()> {
+        let peer_msg = LinkUnspec::new_with_name(peer)
+            .index(peer_index)
+            .setns_by_fd(peer_ns)
+            .alias(alias)
+            .build();
+        let msg = LinkVeth::new(name, peer)
+            .index(index)
+            .alias(alias)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| format!("create veth pair {name} <-> {peer}"))
+    }
+
+    /// Brings a link up, enslaving it to `master` first when given.
+    pub async fn up(&self, index: u32, name: &str, master: Option<u32>) -> Result<()> {
+        let mut b = LinkUnspec::new_with_index(index).up();
+        if let Some(m) = master {
+            b = b.controller(m);
+        }
+        self.handle
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .with_context(|| format!("set link {name} up"))
+    }
+
+    pub async fn add_address(&self, index: u32, dev: &str, addr: ipnet::Ipv4Net) -> Result<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(addr.addr()), addr.prefix_len())
+            .execute()
+            .await
+            .with_context(|| format!("add address {addr} on {dev}"))
+    }
+
+    pub async fn add_route(
+        &self,
+        table: u32,
+        dst: ipnet::Ipv4Net,
+        via: Option<Ipv4Addr>,
+        oif: u32,
+        dev: &str,
+    ) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .output_interface(oif)
+            .table_id(table);
+        b = match via {
+            Some(gw) => b.gateway(gw),
+            // A route without a gateway is on-link, as `ip route add ... dev X` makes it.
+            None => b.scope(RouteScope::Link),
+        };
+        let via_s = via.map(|v| format!(" via {v}")).unwrap_or_default();
+        self.handle
+            .route()
+            .add(b.build())
+            .execute()
+            .await
+            .with_context(|| format!("add route {dst}{via_s} dev {dev} table {table}"))
+    }
+
+    /// `ip rule add priority P iif DEV lookup TABLE` (the action must be set explicitly:
+    /// a rule without `ToTable` silently blackholes).
+    pub async fn add_rule(&self, priority: u32, iif: &str, table: u32) -> Result<()> {
+        self.handle
+            .rule()
+            .add()
+            .v4()
+            .priority(priority)
+            .input_interface(iif)
+            .table_id(table)
+            .action(RuleAction::ToTable)
+            .execute()
+            .await
+            .with_context(|| format!("add rule priority {priority} iif {iif} lookup {table}"))
+    }
+
+    /// Names of every link in this namespace (for status checks and leak tests).
+    pub async fn link_names(&self) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(msg) = links.try_next().await.context("list links")? {
+            for a in msg.attributes {
+                if let LinkAttribute::IfName(n) = a {
+                    out.push(n);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,63 @@
+//! A lab's lifecycle: up, down, status, and running programs on its nodes.
+//! The kernel work itself is in `kernel`; this layer decides what to do, in which order,
+//! records it in the state dir, and rolls back on failure.
+
+pub mod down;
+pub mod hosts;
+pub mod progress;
+pub mod state;
+pub mod status;
+pub mod summary;
+pub mod up;
+
+use crate::plan::{self, Plan};
+use crate::topology::{self, Lab, Source};
+use anyhow::{Context, Result, bail};
+use state::State;
+
+/// A lab that is up (or was being brought up), rebuilt from its state file.
+pub struct Running {
+    pub state: State,
+    pub lab: Lab,
+    pub plan: Plan,
+}
+
+/// Finds a running lab by name; with no name, the only running lab (or `handson`).
+pub fn running(name: Option<&str>) -> Result<Running> {
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let labs = state::labs();
+            match labs.as_slice() {
+                [] => bail!("no lab is up\n  hint: start one with `sudo vpclab up`"),
+                [one] => one.clone(),
+                many if many.iter().any(|l| l == topology::BUILTIN_NAME) => {
+                    topology::BUILTIN_NAME.to_string()
+                }
+                many => bail!(
+                    "several labs are up ({}); say which\n  hint: add the lab name, e.g. `vpclab status {}`",
+                    many.join(", "),
+                    many[0]
+                ),
+            }
+        }
+    };
+    let Some(st) = State::load(&name)? else {
+        bail!(
+            "lab `{name}` is not up\n  hint: `vpclab ls` lists the labs that are; `sudo vpclab up` starts the built-in one"
+        );
+    };
+    let (lab, diags) = topology::check(&st.yaml, &Source::Builtin, Some(&st.lab));
+    let lab = lab.with_context(|| {
+        format!(
+            "the lab text saved in the state of `{name}` no longer validates:\n{}",
+            diags.render(&st.source)
+        )
+    })?;
+    let plan = plan::compile(&lab);
+    Ok(Running {
+        state: st,
+        lab,
+        plan,
+    })
+}

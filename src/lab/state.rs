@@ -1,0 +1,144 @@
+//! A running lab's state dir (/run/vpclab/NAME): the state file, host files, keys, logs.
+//!
+//! The state file is written *before* each kernel object or process is created, so
+//! `down` can remove everything after a crash and without the lab's YAML. It records the
+//! lab text itself, so commands on a running lab (`status`, `probe`, `exec`) rebuild the
+//! same plan without the file.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const STATE_ROOT: &str = "/run/vpclab";
+
+pub fn dir(lab: &str) -> PathBuf {
+    Path::new(STATE_ROOT).join(lab)
+}
+
+pub fn file(lab: &str) -> PathBuf {
+    dir(lab).join("state.json")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// `up` is running (or crashed while running).
+    Creating,
+    Up,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub lab: String,
+    /// Where the lab came from (a path, or "built-in").
+    pub source: String,
+    /// The lab file's text, to rebuild the plan without the file.
+    pub yaml: String,
+    pub phase: Phase,
+    /// Unix seconds.
+    pub created: u64,
+    /// Every namespace the plan has, recorded before the first is created.
+    pub namespaces: Vec<String>,
+    /// Processes started for the lab, by pid and start time (so a reused pid is never
+    /// mistaken for ours).
+    #[serde(default)]
+    pub processes: Vec<Proc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proc {
+    pub pid: i32,
+    /// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
+    pub start_time: u64,
+    pub node: String,
+    pub what: String,
+}
+
+impl Proc {
+    /// Records a process we just started.
+    pub fn of(pid: i32, node: &str, what: &str) -> Result<Proc> {
+        Ok(Proc {
+            pid,
+            start_time: start_time(pid).with_context(|| format!("read /proc/{pid}/stat"))?,
+            node: node.into(),
+            what: what.into(),
+        })
+    }
+
+    /// Still the same process (not exited, pid not reused)?
+    pub fn alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Start time of a process, from /proc/PID/stat (the comm field may contain spaces, so
+/// fields are counted after its closing parenthesis).
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // `rest` starts at field 3 (state); start time is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl State {
+    pub fn load(lab: &str) -> Result<Option<State>> {
+        let p = file(lab);
+        match std::fs::read_to_string(&p) {
+            Ok(s) => Ok(Some(
+                serde_json::from_str(&s).with_context(|| format!("parse {}", p.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("read {}", p.display())),
+        }
+    }
+
+    /// Writes atomically (temp file + rename): a crash never leaves half a state file.
+    pub fn save(&self) -> Result<()> {
+        let p = file(&self.lab);
+        let tmp = p.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &p).with_context(|| format!("write {}", p.display()))
+    }
+}
+
+/// Names of labs with a state dir.
+pub fn labs() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(STATE_ROOT) else {
+        return vec![];
+    };
+    let mut v: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_this_process_is_stable() {
+        let me = std::process::id() as i32;
+        let a = start_time(me).unwrap();
+        assert!(a > 0);
+        assert_eq!(start_time(me), Some(a));
+        let p = Proc::of(me, "test", "test").unwrap();
+        assert!(p.alive());
+        let stale = Proc {
+            start_time: a + 1,
+            ..p
+        };
+        assert!(!stale.alive(), "a different start time is a different process");
+    }
+}

@@ -1,0 +1,165 @@
+//! Bringing a lab up: state first, then the fabric step by step, then host files.
+//! A failure at any step rolls back everything made so far and names the step.
+
+use super::down;
+use super::hosts;
+use super::progress::Progress;
+use super::state::{self, Phase, State};
+use crate::kernel::apply::{Applier, STEPS};
+use crate::plan::{self, Plan};
+use crate::topology::Loaded;
+use anyhow::{Context, Result, anyhow, bail};
+use std::time::Instant;
+
+/// Test hook: `VPCLAB_FAULT=fail:STEP` makes `up` fail at checkpoint STEP (to test
+/// rollback), `kill:STEP` makes it SIGKILL itself there (to test crash recovery).
+/// Checkpoints: `state`, each apply step, `namespace:N` after the Nth namespace,
+/// `host-files`, `ready`.
+pub const FAULT_ENV: &str = "VPCLAB_FAULT";
+
+pub struct Outcome {
+    pub plan: Plan,
+    pub seconds: f64,
+}
+
+pub fn require_root(what: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "`vpclab {what}` needs root: it creates network namespaces, links and nftables rules.\n  hint: run it with sudo (sudo vpclab {what} ...)"
+        );
+    }
+    Ok(())
+}
+
+fn checkpoint(name: &str) -> Result<()> {
+    let Ok(fault) = std::env::var(FAULT_ENV) else {
+        return Ok(());
+    };
+    match fault.split_once(':') {
+        Some(("fail", at)) if at == name => Err(anyhow!("injected failure ({FAULT_ENV}={fault})")),
+        Some(("kill", at)) if at == name => {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            unreachable!("SIGKILL can't be caught");
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
+    require_root("up")?;
+    let lab = &loaded.lab;
+    let plan = plan::compile(lab);
+    let started = Instant::now();
+
+    std::fs::create_dir_all(state::STATE_ROOT)
+        .with_context(|| format!("create {}", state::STATE_ROOT))?;
+    let dir = state::dir(&lab.name);
+    // Creating the state dir is the lock: two `up`s of one lab can't both get here.
+    if let Err(e) = std::fs::create_dir(&dir) {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            let hint = match State::load(&lab.name).ok().flatten() {
+                Some(s) if s.phase == Phase::Up => "it is already up".to_string(),
+                _ => "a previous `up` of it did not finish".to_string(),
+            };
+            bail!(
+                "lab `{}` exists: {hint}.\n  hint: `sudo vpclab status {0}` shows it; `sudo vpclab down {0}` removes it; `--name NAME` starts a second copy",
+                lab.name
+            );
+        }
+        return Err(e).with_context(|| format!("create {}", dir.display()));
+    }
+    let leftovers = down::lab_namespaces(&lab.name, None);
+    if !leftovers.is_empty() {
+        let _ = std::fs::remove_dir(&dir);
+        bail!(
+            "namespaces of a lab named `{}` already exist ({}), left by an earlier run.\n  hint: `sudo vpclab down {0}` removes them",
+            lab.name,
+            leftovers.join(", ")
+        );
+    }
+
+    let result = (|| -> Result<()> {
+        let st = State {
+            lab: lab.name.clone(),
+            source: loaded.source.label(),
+            yaml: loaded.text.clone(),
+            phase: Phase::Creating,
+            created: state::now(),
+            namespaces: plan.namespaces.iter().map(|n| n.name.clone()).collect(),
+            processes: vec![],
+        };
+        st.save()?;
+        checkpoint("state")?;
+        hosts::write_files(&plan, &dir)?;
+        checkpoint("host-files")?;
+
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("start the async runtime")?;
+        rt.block_on(async {
+            let hook = |i: usize| checkpoint(&format!("namespace:{i}"));
+            let mut applier = Applier::new(&plan, rt.handle().clone()).on_namespace(&hook);
+            for step in STEPS {
+                let t = Instant::now();
+                progress.start(step);
+                let result = match checkpoint(step) {
+                    Ok(()) => applier.step(step).await,
+                    Err(e) => Err(e),
+                };
+                result.with_context(|| format!("step `{step}` failed"))?;
+                progress.done(step, &step_summary(&plan, step), t.elapsed());
+            }
+            Ok::<(), anyhow::Error>(())
+        })?;
+        checkpoint("ready")?;
+        let mut st = st;
+        st.phase = Phase::Up;
+        st.save()
+    })();
+
+    if let Err(e) = result {
+        progress.fail();
+        let r = down::down(&lab.name);
+        let mut msg = format!("{e:#}");
+        msg.push_str(&format!(
+            "\nrolled back: removed {} namespace{} and {} process{} of lab `{}`",
+            r.namespaces,
+            if r.namespaces == 1 { "" } else { "s" },
+            r.processes,
+            if r.processes == 1 { "" } else { "es" },
+            lab.name
+        ));
+        for f in r.failures {
+            msg.push_str(&format!("\nrollback problem: {f}"));
+        }
+        bail!(msg);
+    }
+    Ok(Outcome {
+        plan,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn step_summary(plan: &Plan, step: &str) -> String {
+    let count = |f: fn(&crate::plan::Netns) -> usize| plan.namespaces.iter().map(f).sum::<usize>();
+    match step {
+        "namespaces" => format!(
+            "{} namespaces, {} nftables rulesets",
+            plan.namespaces.len(),
+            plan.namespaces.iter().filter(|n| n.firewall.is_some()).count()
+        ),
+        "links" => format!(
+            "{} bridges, {} veth pairs",
+            count(|n| n.bridges.len()),
+            plan.veths.len()
+        ),
+        "addresses" => format!("{} addresses, all links up", count(|n| n.addresses.len())),
+        "routes" => format!(
+            "{} routes, {} policy rules",
+            count(|n| n.routes.len()),
+            count(|n| n.rules.len())
+        ),
+        _ => String::new(),
+    }
+}
