@@ -9,6 +9,7 @@ mod kernel;
 mod lab;
 mod plan;
 mod topology;
+mod trace;
 
 fn main() -> std::process::ExitCode {
     cli::run()

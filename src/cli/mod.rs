@@ -5,8 +5,10 @@ mod diagram;
 mod down;
 mod exec;
 mod ls;
+mod nat_table;
 mod plan;
 mod status;
+mod trace;
 mod up;
 mod validate;
 
@@ -48,6 +50,11 @@ enum Command {
     Ls(ls::Args),
     /// Run a command inside a node's namespaces, with its own resolv.conf, hosts and hostname (root)
     Exec(exec::Args),
+    /// Send one real request and show every hop it crosses, with each address
+    /// translation and the rule that made it (captured with packet sockets)
+    Trace(trace::Args),
+    /// The live translation entries of the internet gateway or the NAT gateway (conntrack)
+    NatTable(nat_table::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -62,6 +69,8 @@ pub fn run() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Exec(a) => exec::run(a),
+        Command::Trace(a) => trace::run(a),
+        Command::NatTable(a) => nat_table::run(a),
     };
     match result {
         Ok(code) => code,
