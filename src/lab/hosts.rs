@@ -1,59 +1,85 @@
-//! Per-host files (resolv.conf, hosts, hostname) kept in the lab's state dir and mounted
-//! over the host's copies inside each node's private mount namespace.
+//! Each host's own files, kept in the lab's state dir (`hosts/<node>/`) and mounted over
+//! the host's copies inside the node's private mount namespace:
+//!
+//! | in the state dir      | inside the node                                    |
+//! |-----------------------|----------------------------------------------------|
+//! | `etc/resolv.conf` ... | /etc/resolv.conf, hosts, hostname, passwd, group, shadow |
+//! | `home/`               | /home (ec2-user's home)                            |
+//! | `log/`                | /var/log (sshd's login records stay in the lab)    |
+//! | `tmp/`                | /tmp                                               |
+//! | the folder itself     | the same path, in a fresh /run with /run/sshd      |
 
-use crate::kernel::enter::HostEnv;
-use crate::plan::Plan;
+use crate::kernel::enter::{HostEnv, PrivateRun};
+use crate::plan::{Host, Plan};
+use crate::services::users::{self, Account};
 use anyhow::{Context, Result, bail};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub fn host_dir(state_dir: &Path, node: &str) -> PathBuf {
     state_dir.join("hosts").join(node)
 }
 
-/// Files that replace the host's own inside a node, as (file in the state dir, path).
-fn overlays(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
-    ["resolv.conf", "hosts", "hostname"]
-        .iter()
-        .map(|f| (dir.join(f), Path::new("/etc").join(f)))
-        .collect()
-}
+const ETC_FILES: [&str; 6] = ["resolv.conf", "hosts", "hostname", "passwd", "group", "shadow"];
 
-pub fn write_files(plan: &Plan, state_dir: &Path) -> Result<()> {
+/// Writes every host's files. `account` is ec2-user's uid/gid on this machine.
+pub fn write_files(plan: &Plan, state_dir: &Path, account: Account) -> Result<()> {
     for h in &plan.hosts {
-        let dir = host_dir(state_dir, &h.node);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        for (name, content) in [
-            ("resolv.conf", h.resolv_conf()),
-            ("hosts", h.hosts_file()),
-            ("hostname", format!("{}\n", h.hostname)),
-        ] {
-            std::fs::write(dir.join(name), content)
-                .with_context(|| format!("write {}/{name}", dir.display()))?;
-        }
+        write_host(h, &host_dir(state_dir, &h.node), account)
+            .with_context(|| format!("prepare the files of {}", h.node))?;
     }
     Ok(())
 }
 
-/// How to run a program on `node`: a host gets its files and hostname; a gateway or
-/// router just its network namespace.
+fn write_host(h: &Host, dir: &Path, account: Account) -> Result<()> {
+    let etc = dir.join("etc");
+    for sub in ["etc", "home", "log", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
+    for (name, content) in [
+        ("resolv.conf", h.resolv_conf()),
+        ("hosts", h.hosts_file()),
+        ("hostname", format!("{}\n", h.hostname)),
+    ] {
+        std::fs::write(etc.join(name), content)
+            .with_context(|| format!("write {}/{name}", etc.display()))?;
+    }
+    users::write_account_files(&etc, account)
+}
+
+/// How to run a program on `node`: a host gets its own files, /run and hostname; a
+/// gateway or router just its network namespace.
 pub fn env(plan: &Plan, state_dir: &Path, node: &str) -> Result<HostEnv> {
     if let Some(h) = plan.host(node) {
         let dir = host_dir(state_dir, node);
-        let binds = overlays(&dir)
-            .into_iter()
-            .filter(|(_, target)| target.exists())
+        let mut binds: Vec<(PathBuf, PathBuf)> = ETC_FILES
+            .iter()
+            .map(|f| (dir.join("etc").join(f), Path::new("/etc").join(f)))
             .collect();
+        binds.push((dir.join("home"), "/home".into()));
+        binds.push((dir.join("log"), "/var/log".into()));
+        binds.push((dir.join("tmp"), "/tmp".into()));
+        // A host missing one of the targets (a minimal system without /etc/hostname)
+        // simply keeps its own; sources are ours and always exist.
+        binds.retain(|(_, target)| target.exists());
         return Ok(HostEnv {
             netns: h.ns.clone(),
             hostname: Some(h.hostname.clone()),
             binds,
+            private_run: Some(PrivateRun {
+                // The node's own folder, and the lab's key pairs (every host has the
+                // "downloaded" .pem at the same path as outside).
+                keep: vec![dir, state_dir.join("keys")],
+                mkdirs: vec!["/run/sshd".into(), "/run/mysqld".into()],
+            }),
+            detach: false,
         });
     }
     match plan.netns(node) {
         Some(ns) => Ok(HostEnv {
             netns: ns.name.clone(),
-            hostname: None,
-            binds: vec![],
+            ..Default::default()
         }),
         None => {
             let mut names: Vec<&str> = plan.namespaces.iter().map(|n| n.node.as_str()).collect();

@@ -12,8 +12,9 @@ pub mod up;
 
 use crate::plan::{self, Plan};
 use crate::topology::{self, Lab, Source};
+use crate::topology::PublicIp;
 use anyhow::{Context, Result, bail};
-use state::State;
+use state::{Runtime, State};
 
 /// A lab that is up (or was being brought up), rebuilt from its state file.
 pub struct Running {
@@ -54,10 +55,36 @@ pub fn running(name: Option<&str>) -> Result<Running> {
             diags.render(&st.source)
         )
     })?;
+    let lab = apply_runtime(lab, &st.runtime);
     let plan = plan::compile(&lab);
     Ok(Running {
         state: st,
         lab,
         plan,
     })
+}
+
+/// The lab as it is now: the file's lab with what `stop`, `start` and failovers changed.
+pub fn apply_runtime(mut lab: Lab, rt: &Runtime) -> Lab {
+    for i in &mut lab.instances {
+        if let Some(ip) = rt.public_ips.get(&i.name)
+            && matches!(i.public_ip, PublicIp::Auto { .. })
+        {
+            i.public_ip = PublicIp::Auto { address: *ip };
+        }
+        // A stopped instance keeps its private IP but loses an auto-assigned public IP
+        // (an Elastic IP stays associated), as on AWS.
+        if rt.stopped.contains(&i.name) && matches!(i.public_ip, PublicIp::Auto { .. }) {
+            i.public_ip = PublicIp::None;
+        }
+    }
+    for d in &mut lab.databases {
+        if let Some(primary) = rt.primaries.get(&d.name)
+            && d.standby.as_ref().is_some_and(|s| &s.name == primary)
+        {
+            let standby = d.standby.take().expect("checked above");
+            d.standby = Some(std::mem::replace(&mut d.primary, standby));
+        }
+    }
+    lab
 }

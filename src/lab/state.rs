@@ -7,6 +7,8 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 pub const STATE_ROOT: &str = "/run/vpclab";
@@ -43,6 +45,23 @@ pub struct State {
     /// mistaken for ours).
     #[serde(default)]
     pub processes: Vec<Proc>,
+    /// What changed since `up`: the lab file says how the lab starts, this says how it
+    /// is now (stopped instances, new public IPs, which database server is primary).
+    #[serde(default)]
+    pub runtime: Runtime,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// Auto-assigned public IPs handed out by `start` (instance → address).
+    #[serde(default)]
+    pub public_ips: BTreeMap<String, Ipv4Addr>,
+    /// Instances that are stopped.
+    #[serde(default)]
+    pub stopped: BTreeSet<String>,
+    /// Database → the node that is primary now (after a failover).
+    #[serde(default)]
+    pub primaries: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +100,11 @@ pub fn start_time(pid: i32) -> Option<u64> {
 }
 
 impl State {
+    /// Drops processes that have exited (or were recorded for a node now restarted).
+    pub fn forget_dead(&mut self) {
+        self.processes.retain(Proc::alive);
+    }
+
     pub fn load(lab: &str) -> Result<Option<State>> {
         let p = file(lab);
         match std::fs::read_to_string(&p) {

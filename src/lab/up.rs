@@ -7,6 +7,7 @@ use super::progress::Progress;
 use super::state::{self, Phase, State};
 use crate::kernel::apply::{Applier, STEPS};
 use crate::plan::{self, Plan};
+use crate::services;
 use crate::topology::Loaded;
 use anyhow::{Context, Result, anyhow, bail};
 use std::time::Instant;
@@ -87,10 +88,12 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
             created: state::now(),
             namespaces: plan.namespaces.iter().map(|n| n.name.clone()).collect(),
             processes: vec![],
+            runtime: Default::default(),
         };
         st.save()?;
         checkpoint("state")?;
-        hosts::write_files(&plan, &dir)?;
+        let account = services::users_account(&dir)?;
+        hosts::write_files(&plan, &dir, account)?;
         checkpoint("host-files")?;
 
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -112,8 +115,9 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
             }
             Ok::<(), anyhow::Error>(())
         })?;
-        checkpoint("ready")?;
         let mut st = st;
+        start_services(lab, &plan, &dir, &mut st, progress)?;
+        checkpoint("ready")?;
         st.phase = Phase::Up;
         st.save()
     })();
@@ -139,6 +143,46 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
         plan,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Key pairs, then every host's services in parallel; each process is recorded in the
+/// state file as soon as it exists, so a crash never orphans one.
+fn start_services(
+    lab: &crate::topology::Lab,
+    plan: &Plan,
+    dir: &std::path::Path,
+    st: &mut State,
+    progress: &mut Progress,
+) -> Result<()> {
+    let t = Instant::now();
+    progress.start("services");
+    let keys = services::key_pairs(lab, dir)?;
+    let specs = services::prepare(lab, plan, dir)?;
+    checkpoint("services")?;
+    let mut started = Vec::new();
+    for spec in specs {
+        let env = hosts::env(plan, dir, &spec.node)?;
+        let p = services::start(&spec, &env, dir)?;
+        st.processes.push(p.clone());
+        st.save()?;
+        started.push((spec, p));
+    }
+    services::wait_ready(&started, dir, std::time::Duration::from_secs(10))?;
+    let what: Vec<String> = started
+        .iter()
+        .map(|(s, _)| format!("{} on {}", s.what, s.node))
+        .collect();
+    progress.done(
+        "services",
+        &format!(
+            "{} key pair{}, {}",
+            keys.len(),
+            if keys.len() == 1 { "" } else { "s" },
+            if what.is_empty() { "no services".into() } else { what.join(", ") }
+        ),
+        t.elapsed(),
+    );
+    Ok(())
 }
 
 fn step_summary(plan: &Plan, step: &str) -> String {

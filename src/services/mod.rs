@@ -1,0 +1,225 @@
+//! Programs that run inside lab nodes: OpenSSH and nginx on EC2-like hosts and on the
+//! internet's web server; the supervisor's DNS and metadata services.
+
+pub mod ssh;
+pub mod users;
+pub mod web;
+
+use crate::kernel::enter::HostEnv;
+use crate::lab::hosts::host_dir;
+use crate::lab::state::Proc;
+use crate::plan::{Host, Plan, Role};
+use crate::topology::{Lab, Service};
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// One long-running program to start on a node.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub node: String,
+    pub what: &'static str,
+    pub program: String,
+    pub args: Vec<String>,
+    /// TCP ports it listens on once ready.
+    pub ports: Vec<u16>,
+}
+
+/// Creates the lab's key pairs (like the console's "Create key pair": a .pem file with
+/// mode 0600) and returns their paths.
+pub fn key_pairs(lab: &Lab, state_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = lab
+            .key_pairs
+            .iter()
+            .map(|k| {
+                let path = ssh::key_path(state_dir, k);
+                s.spawn(move || {
+                    ssh::keygen(&path, &format!("{k}@vpclab-{}", lab.name))?;
+                    Ok(path)
+                })
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or_else(|_| bail!("ssh-keygen thread panicked")))
+            .collect()
+    })
+}
+
+/// Writes every service's configuration, host keys and certificates (hosts in
+/// parallel) and returns what to start.
+pub fn prepare(lab: &Lab, plan: &Plan, state_dir: &Path) -> Result<Vec<Spec>> {
+    let account = users_account(state_dir)?;
+    let hosts: Vec<&Host> = plan.hosts.iter().filter(|h| !h.services.is_empty()).collect();
+    let per_host: Vec<Result<Vec<Spec>>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = hosts
+            .iter()
+            .map(|h| s.spawn(move || prepare_host(lab, h, state_dir, account)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().unwrap_or_else(|_| bail!("preparing a host panicked")))
+            .collect()
+    });
+    let mut specs = Vec::new();
+    for r in per_host {
+        specs.extend(r?);
+    }
+    Ok(specs)
+}
+
+/// ec2-user's ids, chosen once per lab and kept in the state dir.
+pub fn users_account(state_dir: &Path) -> Result<users::Account> {
+    let p = state_dir.join("ec2-user.ids");
+    if let Ok(t) = std::fs::read_to_string(&p)
+        && let Some((u, g)) = t.trim().split_once(':')
+        && let (Ok(uid), Ok(gid)) = (u.parse(), g.parse())
+    {
+        return Ok(users::Account { uid, gid });
+    }
+    let a = users::pick_ids()?;
+    std::fs::write(&p, format!("{}:{}\n", a.uid, a.gid))
+        .with_context(|| format!("write {}", p.display()))?;
+    Ok(a)
+}
+
+fn prepare_host(lab: &Lab, h: &Host, state_dir: &Path, account: users::Account) -> Result<Vec<Spec>> {
+    let dir = host_dir(state_dir, &h.node);
+    let mut specs = Vec::new();
+    if h.services.contains(&Service::Ssh) {
+        let key_pair = lab
+            .instance(&h.node)
+            .and_then(|i| i.key_pair.as_deref())
+            .with_context(|| format!("{} runs ssh but has no key pair", h.node))?;
+        let authorized = ssh::public_key(&ssh::key_path(state_dir, key_pair))?;
+        users::write_home(&dir.join("home"), account, &authorized)?;
+        let ssh_dir = dir.join("ssh");
+        ssh::keygen(&ssh_dir.join("ssh_host_ed25519_key"), &format!("root@{}", h.hostname))?;
+        std::fs::write(ssh_dir.join("sshd_config"), ssh::sshd_config(&ssh_dir))?;
+        specs.push(Spec {
+            node: h.node.clone(),
+            what: "sshd",
+            program: ssh::SSHD.into(),
+            args: ssh::sshd_args(&ssh_dir),
+            ports: vec![22],
+        });
+    }
+    let http = h.services.contains(&Service::Http);
+    let https = h.services.contains(&Service::Https);
+    if http || https {
+        let web_dir = dir.join("nginx");
+        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(web_dir.join("tmp").join(sub))?;
+        }
+        let page = page_for(lab, h);
+        std::fs::write(web_dir.join("nginx.conf"), web::nginx_conf(&web_dir, &page, http, https))?;
+        if https {
+            let mut names = vec![lab.private_dns_name(h.private_ip)];
+            let mut ips = vec![h.private_ip.to_string()];
+            if let Some(p) = h.public_ip.filter(|_| h.role != Role::InternetHost) {
+                names.insert(0, lab.public_dns_name(p));
+                ips.push(p.to_string());
+            }
+            web::self_signed(&web_dir, &names[0], &names, &ips)?;
+        }
+        let mut ports = Vec::new();
+        if http {
+            ports.push(80);
+        }
+        if https {
+            ports.push(443);
+        }
+        specs.push(Spec {
+            node: h.node.clone(),
+            what: "nginx",
+            program: web::NGINX.into(),
+            args: web::nginx_args(&web_dir),
+            ports,
+        });
+    }
+    Ok(specs)
+}
+
+fn page_for(lab: &Lab, h: &Host) -> web::Page {
+    match (&h.instance_id, &h.az) {
+        (Some(id), Some(az)) => web::Page {
+            title: format!("{} ({id})", h.node),
+            lines: vec![
+                format!("instance id: {id}"),
+                format!("private IP: {}", h.private_ip),
+                format!("availability zone: {az}"),
+                format!("region: {}", lab.region),
+            ],
+        },
+        _ => web::Page {
+            title: format!("{} on the internet ({})", h.node, h.private_ip),
+            lines: vec![],
+        },
+    }
+}
+
+/// Starts a service detached from the terminal, its output in the node's folder, and
+/// returns its record for the state file.
+pub fn start(spec: &Spec, env: &HostEnv, state_dir: &Path) -> Result<Proc> {
+    let log_path = host_dir(state_dir, &spec.node).join(format!("{}.log", spec.what));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("open {}", log_path.display()))?;
+    let mut env = env.clone();
+    env.detach = true;
+    let child = env
+        .command(&spec.program)?
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("start {} on {}", spec.what, spec.node))?;
+    Proc::of(child.id() as i32, &spec.node, spec.what)
+}
+
+/// Waits until every port of every started service listens, reading each process's
+/// own /proc/PID/net/tcp (its namespace's sockets) so no test connection is made.
+pub fn wait_ready(started: &[(Spec, Proc)], state_dir: &Path, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    for (spec, proc_) in started {
+        for port in &spec.ports {
+            loop {
+                if listening(proc_.pid, *port) {
+                    break;
+                }
+                if !proc_.alive() {
+                    let log = host_dir(state_dir, &spec.node).join(format!("{}.log", spec.what));
+                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+                    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+                    bail!(
+                        "{} on {} exited during start:\n  {}\n  (log: {})",
+                        spec.what,
+                        spec.node,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n  "),
+                        log.display()
+                    );
+                }
+                if Instant::now() > deadline {
+                    bail!("{} on {} is not listening on port {port} after {timeout:?}", spec.what, spec.node);
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A TCP socket in LISTEN state on `port` in the network namespace of `pid`.
+pub fn listening(pid: i32, port: u16) -> bool {
+    let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) else {
+        return false;
+    };
+    let want = format!(":{port:04X}");
+    t.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+    })
+}
