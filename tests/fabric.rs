@@ -17,12 +17,13 @@ fn source_ip(l: &std::net::TcpListener) -> IpAddr {
 fn internet_gateway_and_nat_gateway_translate_sources() {
     require_root!();
     let lab = Lab::up(None, "t-nat");
-    let server = lab.listen("example-web", "0.0.0.0:80");
+    // A listener of the test's own (nginx already serves port 80 there).
+    let server = lab.listen("example-web", "0.0.0.0:8080");
 
-    lab.connect("web", "203.0.113.60:80").expect("web reaches example-web");
+    lab.connect("web", "203.0.113.60:8080").expect("web reaches example-web");
     assert_eq!(source_ip(&server).to_string(), WEB_PUBLIC, "1:1 NAT at the IGW");
 
-    lab.connect("app", "203.0.113.60:80").expect("app reaches example-web via NAT");
+    lab.connect("app", "203.0.113.60:8080").expect("app reaches example-web via NAT");
     assert_eq!(source_ip(&server).to_string(), NAT_EIP, "NAT gateway, then the IGW");
 
     // The instance never holds its public IP on an interface.
@@ -36,9 +37,7 @@ fn internet_gateway_and_nat_gateway_translate_sources() {
 fn security_group_allows_ssh_from_my_ip_only_and_web_from_anywhere() {
     require_root!();
     let lab = Lab::up(None, "t-sg");
-    let _ssh = lab.listen("web", "0.0.0.0:22");
-    let _http = lab.listen("web", "0.0.0.0:80");
-    let _https = lab.listen("web", "0.0.0.0:443");
+    // web's own sshd and nginx listen on 22, 80 and 443.
     let target = |p: u16| format!("{WEB_PUBLIC}:{p}");
 
     lab.connect("my-laptop", &target(22)).expect("my IP reaches ssh");
@@ -55,7 +54,7 @@ fn security_group_allows_ssh_from_my_ip_only_and_web_from_anywhere() {
 fn nothing_from_the_internet_reaches_private_hosts_unsolicited() {
     require_root!();
     let lab = Lab::up(None, "t-priv");
-    let _app = lab.listen("app", "0.0.0.0:22");
+    // app's sshd listens on 22.
     let _db = lab.listen("my-database-2c", "0.0.0.0:3306");
     for target in [
         "10.0.1.101:22",
@@ -109,10 +108,10 @@ fn two_labs_up_at_once_do_not_interfere_and_up_twice_is_refused() {
     require_root!();
     let a = Lab::up(None, "t-twin-a");
     let b = Lab::up(None, "t-twin-b");
-    let sa = a.listen("example-web", "0.0.0.0:80");
-    let sb = b.listen("example-web", "0.0.0.0:80");
-    a.connect("app", "203.0.113.60:80").unwrap();
-    b.connect("web", "203.0.113.60:80").unwrap();
+    let sa = a.listen("example-web", "0.0.0.0:8080");
+    let sb = b.listen("example-web", "0.0.0.0:8080");
+    a.connect("app", "203.0.113.60:8080").unwrap();
+    b.connect("web", "203.0.113.60:8080").unwrap();
     assert_eq!(source_ip(&sa).to_string(), NAT_EIP);
     assert_eq!(source_ip(&sb).to_string(), WEB_PUBLIC);
 
@@ -124,7 +123,7 @@ fn two_labs_up_at_once_do_not_interfere_and_up_twice_is_refused() {
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("lab `t-twin-a` exists: it is already up"), "{}", text(&again));
     // The refused `up` must not have touched the running lab.
-    a.connect("app", "203.0.113.60:80").unwrap();
+    a.connect("app", "203.0.113.60:8080").unwrap();
     assert_eq!(source_ip(&sa).to_string(), NAT_EIP);
 }
 

@@ -150,6 +150,19 @@ pub fn leftovers(lab: &str) -> Vec<String> {
     if std::path::Path::new(&dir).exists() {
         out.push(format!("state dir {dir}"));
     }
+    // Processes of the lab: started with a path in its state dir.
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for e in procs.filter_map(|e| e.ok()) {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&format!("{dir}/")) || cmd.contains(&format!("supervise {lab}")) {
+                out.push(format!("process {pid}: {cmd}"));
+            }
+        }
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in mounts.lines() {
         if line.contains(&format!("vpclab-{lab}.")) || line.contains(&dir) {
