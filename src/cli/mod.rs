@@ -7,7 +7,10 @@ mod exec;
 mod ls;
 mod nat_table;
 mod plan;
+mod probe;
+mod ssh;
 mod status;
+mod supervise;
 mod trace;
 mod up;
 mod validate;
@@ -50,6 +53,13 @@ enum Command {
     Ls(ls::Args),
     /// Run a command inside a node's namespaces, with its own resolv.conf, hosts and hostname (root)
     Exec(exec::Args),
+    /// Check every expectation of the lab with real clients (ssh, curl, nslookup, ping, nc, mysql)
+    Probe(probe::Args),
+    /// Log in to an instance with the lab's key pair from my laptop, by its public DNS name
+    Ssh(ssh::Args),
+    /// The lab's supervisor process (started by `up`)
+    #[command(hide = true)]
+    Supervise(supervise::Args),
     /// Send one real request and show every hop it crosses, with each address
     /// translation and the rule that made it (captured with packet sockets)
     Trace(trace::Args),
@@ -69,6 +79,9 @@ pub fn run() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Exec(a) => exec::run(a),
+        Command::Probe(a) => probe::run(a),
+        Command::Ssh(a) => ssh::run(a),
+        Command::Supervise(a) => supervise::run(a),
         Command::Trace(a) => trace::run(a),
         Command::NatTable(a) => nat_table::run(a),
     };

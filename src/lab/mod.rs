@@ -2,12 +2,14 @@
 //! The kernel work itself is in `kernel`; this layer decides what to do, in which order,
 //! records it in the state dir, and rolls back on failure.
 
+pub mod control;
 pub mod down;
 pub mod hosts;
 pub mod progress;
 pub mod state;
 pub mod status;
 pub mod summary;
+pub mod supervisor;
 pub mod up;
 
 use crate::plan::{self, Plan};

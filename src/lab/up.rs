@@ -5,6 +5,7 @@ use super::down;
 use super::hosts;
 use super::progress::Progress;
 use super::state::{self, Phase, State};
+use super::supervisor;
 use crate::kernel::apply::{Applier, STEPS};
 use crate::plan::{self, Plan};
 use crate::services;
@@ -117,6 +118,15 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
         })?;
         let mut st = st;
         start_services(lab, &plan, &dir, &mut st, progress)?;
+        checkpoint("supervisor")?;
+        let t = Instant::now();
+        progress.start("supervisor");
+        let sup = supervisor::start(&lab.name, &mut st)?;
+        progress.done(
+            "supervisor",
+            &format!("pid {}: VPC and internet DNS, instance metadata", sup.pid),
+            t.elapsed(),
+        );
         checkpoint("ready")?;
         st.phase = Phase::Up;
         st.save()

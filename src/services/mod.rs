@@ -15,6 +15,31 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+/// The `mysql` client's arguments for a probe against `database` at `host`: the
+/// credentials come from a 0600 option file, never the command line.
+pub fn mysql_probe_args(
+    state_dir: &Path,
+    lab: &Lab,
+    database: &str,
+    host: &str,
+) -> Result<Vec<String>> {
+    let db = lab
+        .database(database)
+        .with_context(|| format!("`{database}` is not a database"))?;
+    let cnf = state_dir.join("keys").join(format!("{database}.client.cnf"));
+    Ok(vec![
+        "mysql".into(),
+        format!("--defaults-extra-file={}", cnf.display()),
+        "--connect-timeout=2".into(),
+        "-h".into(),
+        host.into(),
+        "-P".into(),
+        db.port.to_string(),
+        "-e".into(),
+        "SELECT 1".into(),
+    ])
+}
+
 /// One long-running program to start on a node.
 #[derive(Debug, Clone)]
 pub struct Spec {

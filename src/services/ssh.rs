@@ -70,3 +70,71 @@ pub fn sshd_args(ssh_dir: &Path) -> Vec<String> {
         ssh_dir.join("sshd_config").display().to_string(),
     ]
 }
+
+/// Where the lab's known_hosts lives: next to the key pairs, which every host sees.
+pub fn known_hosts_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("keys").join("known_hosts")
+}
+
+/// Writes a known_hosts with every sshd's host key under all of its current names (the
+/// public ones change when an instance is stopped and started), so clients can check
+/// host keys strictly instead of trusting on first use.
+pub fn write_known_hosts(
+    lab: &crate::topology::Lab,
+    plan: &crate::plan::Plan,
+    state_dir: &Path,
+) -> Result<()> {
+    let mut out = String::new();
+    for h in &plan.hosts {
+        let pubkey = crate::lab::hosts::host_dir(state_dir, &h.node)
+            .join("ssh")
+            .join("ssh_host_ed25519_key.pub");
+        let Ok(key) = std::fs::read_to_string(&pubkey) else {
+            continue;
+        };
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let mut names = vec![h.private_ip.to_string(), lab.private_dns_name(h.private_ip)];
+        if let Some(p) = h.public_ip {
+            names.push(p.to_string());
+            names.push(lab.public_dns_name(p));
+        }
+        out.push_str(&format!("{} {}\n", names.join(","), key.join(" ")));
+    }
+    let p = known_hosts_path(state_dir);
+    std::fs::write(&p, out).with_context(|| format!("write {}", p.display()))
+}
+
+/// The OpenSSH client's arguments for logging in as ec2-user with a lab key: no user
+/// config, strict host key checking against the lab's known_hosts, no prompts.
+pub fn client_args(
+    key: &Path,
+    known_hosts: &Path,
+    timeout: std::time::Duration,
+    host: &str,
+    command: &[&str],
+) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "ssh".into(),
+        "-F".into(),
+        "none".into(),
+        "-i".into(),
+        key.display().to_string(),
+        "-o".into(),
+        "IdentitiesOnly=yes".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        format!("ConnectTimeout={}", timeout.as_secs().max(1)),
+        "-o".into(),
+        "StrictHostKeyChecking=yes".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()),
+        "-o".into(),
+        "GlobalKnownHostsFile=/dev/null".into(),
+        "-o".into(),
+        "LogLevel=ERROR".into(),
+        format!("ec2-user@{host}"),
+    ];
+    v.extend(command.iter().map(|c| c.to_string()));
+    v
+}

@@ -1,0 +1,86 @@
+//! The CLI ↔ supervisor protocol: one JSON request per line on a Unix socket (mode
+//! 0600, in the lab's state dir), one JSON response per line.
+
+use super::state;
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub fn socket_path(lab: &str) -> PathBuf {
+    state::dir(lab).join("supervisor.sock")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// Are you there? (and which pid)
+    Ping,
+    /// Re-read the state file: the lab changed (an instance stopped or started, a
+    /// database failed over); rebuild DNS records and instance metadata.
+    Reload,
+    /// What the supervisor is doing.
+    Status,
+    /// Stop serving and exit.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Free-form details (status).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    pub fn ok() -> Response {
+        Response {
+            ok: true,
+            ..Default::default()
+        }
+    }
+
+    pub fn error(e: impl std::fmt::Display) -> Response {
+        Response {
+            ok: false,
+            error: Some(e.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Sends one request to a lab's supervisor and waits for its answer.
+pub fn request(lab: &str, req: &Request, timeout: Duration) -> Result<Response> {
+    let path = socket_path(lab);
+    let mut s = UnixStream::connect(&path).with_context(|| {
+        format!(
+            "the supervisor of lab `{lab}` does not answer at {}\n  hint: `vpclab status {lab}` shows whether it is running; `sudo vpclab down {lab}` and `up` restart the lab",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(s)
+        .read_line(&mut answer)
+        .context("read the supervisor's answer")?;
+    let r: Response = serde_json::from_str(answer.trim())
+        .with_context(|| format!("the supervisor's answer is not understood: {answer:?}"))?;
+    if !r.ok {
+        bail!(
+            "the supervisor of lab `{lab}`: {}",
+            r.error.as_deref().unwrap_or("failed")
+        );
+    }
+    Ok(r)
+}
