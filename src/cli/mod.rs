@@ -4,6 +4,7 @@ mod cidr;
 mod diagram;
 mod down;
 mod exec;
+mod instance;
 mod ls;
 mod nat_table;
 mod plan;
@@ -53,6 +54,10 @@ enum Command {
     Ls(ls::Args),
     /// Run a command inside a node's namespaces, with its own resolv.conf, hosts and hostname (root)
     Exec(exec::Args),
+    /// Stop an instance: its services stop, an auto-assigned public IP is released (root)
+    Stop(instance::Args),
+    /// Start a stopped instance: a new auto-assigned public IP (an Elastic IP stays), services back (root)
+    Start(instance::Args),
     /// Check every expectation of the lab with real clients (ssh, curl, nslookup, ping, nc, mysql)
     Probe(probe::Args),
     /// Log in to an instance with the lab's key pair from my laptop, by its public DNS name
@@ -79,6 +84,8 @@ pub fn run() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Exec(a) => exec::run(a),
+        Command::Stop(a) => instance::stop(a),
+        Command::Start(a) => instance::start(a),
         Command::Probe(a) => probe::run(a),
         Command::Ssh(a) => ssh::run(a),
         Command::Supervise(a) => supervise::run(a),

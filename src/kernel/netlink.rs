@@ -81,6 +81,27 @@ impl Netlink {
             .with_context(|| format!("set link {name} up"))
     }
 
+    /// Up or down by name (no index needed: the kernel looks names up itself).
+    pub async fn set_state(&self, name: &str, up: bool) -> Result<()> {
+        let b = LinkUnspec::new_with_name(name);
+        let b = if up { b.up() } else { b.down() };
+        self.handle
+            .link()
+            .set(b.build())
+            .execute()
+            .await
+            .with_context(|| format!("set link {name} {}", if up { "up" } else { "down" }))
+    }
+
+    pub async fn index_of(&self, name: &str) -> Result<u32> {
+        use futures::TryStreamExt;
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await.with_context(|| format!("find link {name}"))? {
+            Some(msg) => Ok(msg.header.index),
+            None => anyhow::bail!("no link {name}"),
+        }
+    }
+
     pub async fn add_address(&self, index: u32, dev: &str, addr: ipnet::Ipv4Net) -> Result<()> {
         self.handle
             .address()

@@ -201,7 +201,33 @@ fn verdict(v: &Verdict) -> Statement<'static> {
 /// Applies a table in the calling thread's network namespace (call it from
 /// `netns::run_in`/`create_and`; the `nft` child inherits the thread's namespace).
 pub fn apply_here(t: &Table) -> Result<()> {
-    let payload = serde_json::to_vec(&batch(t)).expect("nftables JSON serializes");
+    run_nft(&batch(t))
+}
+
+/// Replaces the lab table in one transaction: packets see the old rules or the new
+/// ones, never none (used when an instance stops or starts and its NAT mapping changes).
+pub fn replace_here(t: &Table) -> Result<()> {
+    let fam = family(t.family);
+    let table = || {
+        NfListObject::Table(schema::Table {
+            family: fam,
+            name: TABLE.into(),
+            ..Default::default()
+        })
+    };
+    let mut objs: Vec<NfObject> = vec![
+        // `add` of an existing table is a no-op, so the `delete` can't fail.
+        NfObject::CmdObject(schema::NfCmd::Add(table())),
+        NfObject::CmdObject(schema::NfCmd::Delete(table())),
+    ];
+    objs.extend(batch(t).objects.iter().cloned());
+    run_nft(&Nftables {
+        objects: Cow::Owned(objs),
+    })
+}
+
+fn run_nft(batch: &Nftables) -> Result<()> {
+    let payload = serde_json::to_vec(batch).expect("nftables JSON serializes");
     let mut child = Command::new("nft")
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())

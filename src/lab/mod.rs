@@ -5,6 +5,7 @@
 pub mod control;
 pub mod down;
 pub mod hosts;
+pub mod instance;
 pub mod progress;
 pub mod state;
 pub mod status;
@@ -21,6 +22,9 @@ use state::{Runtime, State};
 /// A lab that is up (or was being brought up), rebuilt from its state file.
 pub struct Running {
     pub state: State,
+    /// The lab as its file describes it.
+    pub file_lab: Lab,
+    /// The lab as it is now (stopped instances, new public IPs, failovers applied).
     pub lab: Lab,
     pub plan: Plan,
 }
@@ -57,10 +61,12 @@ pub fn running(name: Option<&str>) -> Result<Running> {
             diags.render(&st.source)
         )
     })?;
+    let file_lab = lab.clone();
     let lab = apply_runtime(lab, &st.runtime);
     let plan = plan::compile(&lab);
     Ok(Running {
         state: st,
+        file_lab,
         lab,
         plan,
     })

@@ -14,7 +14,7 @@
 pub mod dns;
 pub mod firewall;
 pub mod names;
-mod network;
+pub mod network;
 pub mod show;
 
 use crate::topology::{Lab, Service};

@@ -119,7 +119,11 @@ fn prepare_host(lab: &Lab, h: &Host, state_dir: &Path, account: users::Account) 
         let authorized = ssh::public_key(&ssh::key_path(state_dir, key_pair))?;
         users::write_home(&dir.join("home"), account, &authorized)?;
         let ssh_dir = dir.join("ssh");
-        ssh::keygen(&ssh_dir.join("ssh_host_ed25519_key"), &format!("root@{}", h.hostname))?;
+        let host_key = ssh_dir.join("ssh_host_ed25519_key");
+        // A restarted instance keeps its host key, as a stopped EC2 instance keeps its disk.
+        if !host_key.exists() {
+            ssh::keygen(&host_key, &format!("root@{}", h.hostname))?;
+        }
         std::fs::write(ssh_dir.join("sshd_config"), ssh::sshd_config(&ssh_dir))?;
         specs.push(Spec {
             node: h.node.clone(),

@@ -1,0 +1,141 @@
+//! `vpclab stop` / `vpclab start` of an instance, as EC2 does it: stopping releases an
+//! auto-assigned public IP (an Elastic IP stays), starting assigns a new one (and with
+//! it a new public DNS name); the private IP and the instance's files stay.
+
+use super::state::{self, State};
+use super::{Running, control, down, hosts, running};
+use crate::kernel::{self, netns};
+use crate::plan::network::HOST_IF;
+use crate::services;
+use crate::topology::{Lab, PublicIp};
+use anyhow::{Context, Result, bail};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+#[derive(Debug, serde::Serialize)]
+pub struct Change {
+    pub instance: String,
+    pub public_ip_before: Option<Ipv4Addr>,
+    pub public_ip_after: Option<Ipv4Addr>,
+    pub public_dns_after: Option<String>,
+}
+
+fn instance_public(lab: &Lab, name: &str) -> Option<Ipv4Addr> {
+    lab.instance(name).and_then(|i| i.public_ip.address())
+}
+
+fn check_instance(r: &Running, name: &str) -> Result<()> {
+    if r.lab.instance(name).is_none() {
+        let names: Vec<&str> = r.lab.instances.iter().map(|i| i.name.as_str()).collect();
+        bail!(
+            "lab `{}` has no instance `{name}`\n  hint: its instances are {}",
+            r.lab.name,
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn stop(lab: Option<&str>, name: &str) -> Result<Change> {
+    let r = running(lab)?;
+    check_instance(&r, name)?;
+    if r.state.runtime.stopped.contains(name) {
+        bail!("instance `{name}` is already stopped\n  hint: `vpclab start {name}` starts it");
+    }
+    let before = instance_public(&r.lab, name);
+    let mut st = r.state.clone();
+    let ns = r.plan.netns(name).map(|n| n.name.clone()).context("no namespace")?;
+
+    // Its programs stop, its interface goes down: nothing answers at its addresses.
+    let inode = netns::inode(&ns).with_context(|| format!("namespace {ns} is gone"))?;
+    let mut failures = Vec::new();
+    down::stop_processes(&netns::pids_in(&[inode]), &mut failures);
+    st.processes.retain(|p| p.node != name);
+    kernel::link_down(&ns, HOST_IF)?;
+
+    st.runtime.stopped.insert(name.to_string());
+    st.runtime.public_ips.remove(name);
+    let now = commit(&st)?;
+    Ok(Change {
+        instance: name.into(),
+        public_ip_before: before,
+        public_ip_after: instance_public(&now.lab, name),
+        public_dns_after: None,
+    })
+}
+
+pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
+    let r = running(lab)?;
+    check_instance(&r, name)?;
+    if !r.state.runtime.stopped.contains(name) {
+        bail!("instance `{name}` is already running");
+    }
+    let mut st = r.state.clone();
+    st.runtime.stopped.remove(name);
+    // While stopped the instance shows no public IP; the file says whether it gets an
+    // auto-assigned one on start.
+    if let Some(PublicIp::Auto { address }) = r.file_lab.instance(name).map(|i| &i.public_ip) {
+        let ip = next_public_ip(&r.lab, *address)?;
+        st.runtime.public_ips.insert(name.into(), ip);
+    }
+    let now = commit(&st)?;
+
+    let ns = now.plan.netns(name).context("no namespace")?;
+    kernel::restore_link(ns, HOST_IF)?;
+    let dir = state::dir(&now.lab.name);
+    let mut st = now.state.clone();
+    let specs: Vec<services::Spec> = services::prepare(&now.lab, &now.plan, &dir)?
+        .into_iter()
+        .filter(|s| s.node == name)
+        .collect();
+    let mut started = Vec::new();
+    for spec in specs {
+        let env = hosts::env(&now.plan, &dir, name)?;
+        let p = services::start(&spec, &env, &dir)?;
+        st.processes.push(p.clone());
+        st.save()?;
+        started.push((spec, p));
+    }
+    services::wait_ready(&started, &dir, Duration::from_secs(10))?;
+    let after = instance_public(&now.lab, name);
+    Ok(Change {
+        instance: name.into(),
+        public_ip_before: None,
+        public_ip_after: after,
+        public_dns_after: after.map(|ip| now.lab.public_dns_name(ip)),
+    })
+}
+
+/// Saves the state and makes the kernel and the supervisor match it: the internet
+/// gateway's NAT mappings, DNS records and instance metadata.
+fn commit(st: &State) -> Result<Running> {
+    st.save()?;
+    let now = running(Some(&st.lab))?;
+    for ns in &now.plan.namespaces {
+        if ns.role == crate::plan::Role::InternetGateway
+            && let Some(t) = &ns.firewall
+        {
+            kernel::replace_firewall(&ns.name, t)
+                .context("update the internet gateway's NAT mappings")?;
+        }
+    }
+    control::request(&st.lab, &control::Request::Reload, Duration::from_secs(5))?;
+    Ok(now)
+}
+
+/// A new auto-assigned public IP: the lowest free address of the pool (from its tenth),
+/// never the one the instance just gave up.
+fn next_public_ip(lab: &Lab, previous: Ipv4Addr) -> Result<Ipv4Addr> {
+    let mut used: HashSet<Ipv4Addr> = crate::plan::network::public_addresses(lab).into_iter().collect();
+    used.extend(lab.internet.iter().map(|h| h.ip));
+    used.insert(crate::topology::validate::INTERNET_RESOLVER);
+    used.insert(previous);
+    let pool = lab.public_ip_pool;
+    let first = u32::from(pool.network()) + 10;
+    let last = u32::from(pool.broadcast()) - 1;
+    (first..=last)
+        .map(Ipv4Addr::from)
+        .find(|ip| !used.contains(ip))
+        .with_context(|| format!("the public IP pool {pool} has no free address"))
+}
