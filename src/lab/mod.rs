@@ -3,6 +3,7 @@
 //! records it in the state dir, and rolls back on failure.
 
 pub mod control;
+pub mod database;
 pub mod down;
 pub mod hosts;
 pub mod instance;

@@ -5,7 +5,7 @@ use super::down;
 use super::hosts;
 use super::progress::Progress;
 use super::state::{self, Phase, State};
-use super::supervisor;
+use super::{database, supervisor};
 use crate::kernel::apply::{Applier, STEPS};
 use crate::plan::{self, Plan};
 use crate::services;
@@ -118,6 +118,21 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
         })?;
         let mut st = st;
         start_services(lab, &plan, &dir, &mut st, progress)?;
+        if !lab.databases.is_empty() {
+            checkpoint("database")?;
+            let t = Instant::now();
+            progress.start("database");
+            database::bring_up(lab, &plan, &dir, &mut st)?;
+            let what: Vec<String> = lab
+                .databases
+                .iter()
+                .map(|d| match &d.standby {
+                    Some(s) => format!("{} (primary {}, standby {} replicating)", d.name, d.primary.name, s.name),
+                    None => format!("{} ({})", d.name, d.primary.name),
+                })
+                .collect();
+            progress.done("database", &what.join(", "), t.elapsed());
+        }
         checkpoint("supervisor")?;
         let t = Instant::now();
         progress.start("supervisor");

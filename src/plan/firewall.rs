@@ -363,8 +363,16 @@ pub fn unfiltered(lab: &Lab) -> Vec<Ipv4Addr> {
     ]
 }
 
+/// Traffic AWS itself manages, which security groups never see (RDS replication between
+/// the Multi-AZ pair, the service's health checks): source, port, why.
+pub struct Managed {
+    pub from: Ipv4Addr,
+    pub port: u16,
+    pub why: String,
+}
+
 /// A host's security groups, applied in its own namespace: stateful, allow-only.
-pub fn security_groups(lab: &Lab, groups: &[usize]) -> Table {
+pub fn security_groups(lab: &Lab, groups: &[usize], managed: &[Managed]) -> Table {
     let mut sets = Vec::new();
     let mut inbound = vec![
         stateful(),
@@ -375,6 +383,13 @@ pub fn security_groups(lab: &Lab, groups: &[usize]) -> Table {
         ),
         rule(vec![Match::Iif("lo".into())], Verdict::Accept, "loopback"),
     ];
+    for m in managed {
+        inbound.push(rule(
+            vec![Match::Saddr(host(m.from)), Match::Dport(L4::Tcp, m.port, m.port)],
+            Verdict::Accept,
+            m.why.clone(),
+        ));
+    }
     let mut outbound = vec![
         stateful(),
         rule(vec![Match::Oif("lo".into())], Verdict::Accept, "loopback"),

@@ -194,7 +194,7 @@ pub fn compile(lab: &Lab) -> Network {
         let az = &lab.subnets[i.subnet].az;
         let mut ns = empty_ns(lab, &i.name, Role::Instance, Some(az), false);
         attach(&mut ns, &i.name, i.subnet, i.private_ip, &mut veths);
-        ns.firewall = Some(firewall::security_groups(lab, &i.security_groups));
+        ns.firewall = Some(firewall::security_groups(lab, &i.security_groups, &[]));
         hosts_in_vpc.push(ns);
     }
     for d in &lab.databases {
@@ -202,7 +202,23 @@ pub fn compile(lab: &Lab) -> Network {
             let az = &lab.subnets[node.subnet].az;
             let mut ns = empty_ns(lab, &node.name, Role::Database, Some(az), false);
             attach(&mut ns, &node.name, node.subnet, node.private_ip, &mut veths);
-            ns.firewall = Some(firewall::security_groups(lab, &d.security_groups));
+            // The pair replicates to each other and the supervisor health-checks from
+            // the VPC router: AWS-internal traffic on RDS, outside the security groups.
+            let mut managed: Vec<firewall::Managed> = d
+                .nodes()
+                .filter(|peer| peer.name != node.name)
+                .map(|peer| firewall::Managed {
+                    from: peer.private_ip,
+                    port: d.port,
+                    why: format!("RDS Multi-AZ replication from {} (AWS-managed, not a security group rule)", peer.name),
+                })
+                .collect();
+            managed.push(firewall::Managed {
+                from: lab.subnets[node.subnet].gateway(),
+                port: d.port,
+                why: "RDS health checks (AWS-managed, not a security group rule)".into(),
+            });
+            ns.firewall = Some(firewall::security_groups(lab, &d.security_groups, &managed));
             hosts_in_vpc.push(ns);
         }
     }

@@ -1,6 +1,7 @@
 //! Programs that run inside lab nodes: OpenSSH and nginx on EC2-like hosts and on the
 //! internet's web server; the supervisor's DNS and metadata services.
 
+pub mod mariadb;
 pub mod ssh;
 pub mod users;
 pub mod web;
