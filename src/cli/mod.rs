@@ -9,6 +9,7 @@ mod ls;
 mod nat_table;
 mod plan;
 mod probe;
+mod reboot;
 mod ssh;
 mod status;
 mod supervise;
@@ -58,6 +59,8 @@ enum Command {
     Stop(instance::Args),
     /// Start a stopped instance: a new auto-assigned public IP (an Elastic IP stays), services back (root)
     Start(instance::Args),
+    /// Reboot an RDS instance, with failover to its standby (--failover) or in place (root)
+    Reboot(reboot::Args),
     /// Check every expectation of the lab with real clients (ssh, curl, nslookup, ping, nc, mysql)
     Probe(probe::Args),
     /// Log in to an instance with the lab's key pair from my laptop, by its public DNS name
@@ -86,6 +89,7 @@ pub fn run() -> ExitCode {
         Command::Exec(a) => exec::run(a),
         Command::Stop(a) => instance::stop(a),
         Command::Start(a) => instance::start(a),
+        Command::Reboot(a) => reboot::run(a),
         Command::Probe(a) => probe::run(a),
         Command::Ssh(a) => ssh::run(a),
         Command::Supervise(a) => supervise::run(a),

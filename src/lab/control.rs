@@ -23,6 +23,8 @@ pub enum Request {
     Reload,
     /// What the supervisor is doing.
     Status,
+    /// Reboot a database's primary, with failover to the standby or in place.
+    Reboot { database: String, failover: bool },
     /// Stop serving and exit.
     Shutdown,
 }

@@ -44,19 +44,19 @@ pub fn stop(lab: Option<&str>, name: &str) -> Result<Change> {
         bail!("instance `{name}` is already stopped\n  hint: `vpclab start {name}` starts it");
     }
     let before = instance_public(&r.lab, name);
-    let mut st = r.state.clone();
     let ns = r.plan.netns(name).map(|n| n.name.clone()).context("no namespace")?;
 
     // Its programs stop, its interface goes down: nothing answers at its addresses.
     let inode = netns::inode(&ns).with_context(|| format!("namespace {ns} is gone"))?;
     let mut failures = Vec::new();
     down::stop_processes(&netns::pids_in(&[inode]), &mut failures);
-    st.processes.retain(|p| p.node != name);
     kernel::link_down(&ns, HOST_IF)?;
 
-    st.runtime.stopped.insert(name.to_string());
-    st.runtime.public_ips.remove(name);
-    let now = commit(&st)?;
+    let now = commit(&r.lab.name, |st| {
+        st.processes.retain(|p| p.node != name);
+        st.runtime.stopped.insert(name.to_string());
+        st.runtime.public_ips.remove(name);
+    })?;
     Ok(Change {
         instance: name.into(),
         public_ip_before: before,
@@ -71,20 +71,22 @@ pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
     if !r.state.runtime.stopped.contains(name) {
         bail!("instance `{name}` is already running");
     }
-    let mut st = r.state.clone();
-    st.runtime.stopped.remove(name);
     // While stopped the instance shows no public IP; the file says whether it gets an
     // auto-assigned one on start.
-    if let Some(PublicIp::Auto { address }) = r.file_lab.instance(name).map(|i| &i.public_ip) {
-        let ip = next_public_ip(&r.lab, *address)?;
-        st.runtime.public_ips.insert(name.into(), ip);
-    }
-    let now = commit(&st)?;
+    let new_ip = match r.file_lab.instance(name).map(|i| &i.public_ip) {
+        Some(PublicIp::Auto { address }) => Some(next_public_ip(&r.lab, *address)?),
+        _ => None,
+    };
+    let now = commit(&r.lab.name, |st| {
+        st.runtime.stopped.remove(name);
+        if let Some(ip) = new_ip {
+            st.runtime.public_ips.insert(name.into(), ip);
+        }
+    })?;
 
     let ns = now.plan.netns(name).context("no namespace")?;
     kernel::restore_link(ns, HOST_IF)?;
     let dir = state::dir(&now.lab.name);
-    let mut st = now.state.clone();
     let specs: Vec<services::Spec> = services::prepare(&now.lab, &now.plan, &dir)?
         .into_iter()
         .filter(|s| s.node == name)
@@ -93,8 +95,10 @@ pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
     for spec in specs {
         let env = hosts::env(&now.plan, &dir, name)?;
         let p = services::start(&spec, &env, &dir)?;
-        st.processes.push(p.clone());
-        st.save()?;
+        State::modify(&now.lab.name, |st| {
+            st.processes.push(p.clone());
+            Ok(())
+        })?;
         started.push((spec, p));
     }
     services::wait_ready(&started, &dir, Duration::from_secs(10))?;
@@ -107,11 +111,14 @@ pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
     })
 }
 
-/// Saves the state and makes the kernel and the supervisor match it: the internet
+/// Changes the state and makes the kernel and the supervisor match it: the internet
 /// gateway's NAT mappings, DNS records and instance metadata.
-fn commit(st: &State) -> Result<Running> {
-    st.save()?;
-    let now = running(Some(&st.lab))?;
+fn commit(lab: &str, change: impl FnOnce(&mut State)) -> Result<Running> {
+    State::modify(lab, |st| {
+        change(st);
+        Ok(())
+    })?;
+    let now = running(Some(lab))?;
     for ns in &now.plan.namespaces {
         if ns.role == crate::plan::Role::InternetGateway
             && let Some(t) = &ns.firewall
@@ -120,7 +127,7 @@ fn commit(st: &State) -> Result<Running> {
                 .context("update the internet gateway's NAT mappings")?;
         }
     }
-    control::request(&st.lab, &control::Request::Reload, Duration::from_secs(5))?;
+    control::request(lab, &control::Request::Reload, Duration::from_secs(5))?;
     Ok(now)
 }
 

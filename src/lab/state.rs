@@ -51,7 +51,7 @@ pub struct State {
     pub runtime: Runtime,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runtime {
     /// Auto-assigned public IPs handed out by `start` (instance → address).
     #[serde(default)]
@@ -62,6 +62,32 @@ pub struct Runtime {
     /// Database → the node that is primary now (after a failover).
     #[serde(default)]
     pub primaries: BTreeMap<String, String>,
+    /// How often the supervisor checks each database primary (milliseconds).
+    #[serde(default = "default_health_interval")]
+    pub health_interval_ms: u64,
+    /// Availability zones taken down by `drill az-outage`.
+    #[serde(default)]
+    pub azs_down: BTreeSet<String>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            public_ips: BTreeMap::new(),
+            stopped: BTreeSet::new(),
+            primaries: BTreeMap::new(),
+            health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
+            azs_down: BTreeSet::new(),
+        }
+    }
+}
+
+/// Two failed checks 250 ms apart trigger a failover: detection well under a second,
+/// which keeps the measured RTO within the 3 s target.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 250;
+
+fn default_health_interval() -> u64 {
+    DEFAULT_HEALTH_INTERVAL_MS
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,9 +110,16 @@ impl Proc {
         })
     }
 
-    /// Still the same process (not exited, pid not reused)?
+    /// Still the same process (not exited, not a zombie, pid not reused)?
     pub fn alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
+            return false;
+        };
+        let exited = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].chars().next())
+            .is_none_or(|c| c == 'Z' || c == 'X');
+        !exited && start_time(self.pid) == Some(self.start_time)
     }
 }
 
@@ -114,6 +147,26 @@ impl State {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("read {}", p.display())),
         }
+    }
+
+    /// Changes the state of a running lab under its lock: the CLI and the supervisor
+    /// both write it (a failover moves the primary; `stop` changes public IPs), so
+    /// every change re-reads the file first and none is lost.
+    pub fn modify<T>(lab: &str, f: impl FnOnce(&mut State) -> Result<T>) -> Result<(State, T)> {
+        let lock_path = dir(lab).join("state.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("open {}", lock_path.display()))?;
+        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .with_context(|| format!("lock {}", lock_path.display()))?;
+        let mut st = State::load(lab)?.with_context(|| format!("lab `{lab}` has no state file"))?;
+        let out = f(&mut st)?;
+        st.save()?;
+        Ok((st, out))
     }
 
     /// Writes atomically (temp file + rename): a crash never leaves half a state file.

@@ -6,7 +6,7 @@
 
 use super::control::{self, Request, Response};
 use super::state::{self, Proc, State};
-use super::{Running, running};
+use super::{Running, database, running};
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -69,6 +69,9 @@ struct Served {
     lab: String,
     started: Instant,
     reloads: u64,
+    /// One database operation at a time: a reboot request and the health monitor's
+    /// automatic failover never interleave.
+    db_ops: Arc<std::sync::Mutex<()>>,
 }
 
 /// The supervisor's main: serve until told to stop (or SIGTERM).
@@ -79,12 +82,17 @@ pub fn run(lab: &str) -> Result<()> {
         .build()?;
     rt.block_on(async {
         let r = running(Some(lab))?;
+        let db_ops = Arc::new(std::sync::Mutex::new(()));
         let served = Arc::new(tokio::sync::Mutex::new(Served {
             lab: lab.to_string(),
             started: Instant::now(),
             reloads: 0,
+            db_ops: db_ops.clone(),
         }));
         serve_lab(&r).await?;
+        for d in r.lab.databases.iter().filter(|d| d.standby.is_some()) {
+            start_monitor(&r, &d.name, db_ops.clone())?;
+        }
         let sock = control::socket_path(lab);
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock)
@@ -150,6 +158,21 @@ async fn handle(
                 Ok(Err(e)) | Err(e) => Response::error(format!("{e:#}")),
             }
         }
+        Ok(Request::Reboot { database, failover }) => {
+            let (lab, ops) = {
+                let s = served.lock().await;
+                (s.lab.clone(), s.db_ops.clone())
+            };
+            let job = tokio::task::spawn_blocking(move || reboot(&lab, &database, failover, &ops));
+            match job.await {
+                Ok(Ok(events)) => Response {
+                    data: serde_json::json!({ "events": events }),
+                    ..Response::ok()
+                },
+                Ok(Err(e)) => Response::error(format!("{e:#}")),
+                Err(e) => Response::error(e),
+            }
+        }
         Ok(Request::Shutdown) => {
             shutdown = true;
             Response::ok()
@@ -169,6 +192,109 @@ async fn serve_lab(_r: &Running) -> Result<()> {
 /// Swaps in what the lab looks like now.
 fn reload(_r: &Running) -> Result<()> {
     Ok(())
+}
+
+fn reload_lab(lab: &str) -> Result<()> {
+    reload(&running(Some(lab))?)
+}
+
+/// `vpclab reboot DB [--failover]`, run by the supervisor so the health monitor and
+/// the endpoint's DNS record stay in step.
+fn reboot(
+    lab: &str,
+    db: &str,
+    failover: bool,
+    ops: &std::sync::Mutex<()>,
+) -> Result<Vec<database::Event>> {
+    let _one_at_a_time = ops.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ev = database::Events::new(lab, db);
+    if failover {
+        let r = running(Some(lab))?;
+        let (old, _) = database::roles(&r.lab, db)?;
+        database::failover(lab, db, database::Cause::Reboot, &mut ev, &|| reload_lab(lab))?;
+        database::rejoin(lab, db, &old.name, &mut ev)?;
+    } else {
+        database::reboot_in_place(lab, db, &mut ev)?;
+    }
+    Ok(ev.list)
+}
+
+/// Health-checks a database's primary from the VPC router (as RDS's monitoring does
+/// from outside the instance): a TCP connection that must bring the server's greeting.
+/// Two failures in a row fail the database over; a crashed primary then rejoins as
+/// the standby.
+fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Result<()> {
+    let router = crate::kernel::netns::open(&r.plan.dns.vpc.ns)?;
+    let lab = r.lab.name.clone();
+    let db = db.to_string();
+    std::thread::Builder::new()
+        .name(format!("health-{db}"))
+        .spawn(move || {
+            if let Err(e) = nix::sched::setns(&router, nix::sched::CloneFlags::CLONE_NEWNET) {
+                eprintln!("health monitor of {db}: enter the VPC router namespace: {e}");
+                return;
+            }
+            let mut failures = 0u32;
+            loop {
+                let Ok(r) = running(Some(&lab)) else { return };
+                let interval = Duration::from_millis(r.state.runtime.health_interval_ms.max(50));
+                std::thread::sleep(interval);
+                let Ok((primary, _)) = database::roles(&r.lab, &db) else { return };
+                let port = r.lab.database(&db).map(|d| d.port).unwrap_or(3306);
+                let _one_at_a_time = ops.lock().unwrap_or_else(|p| p.into_inner());
+                // Re-read after waiting for the lock: a reboot may have moved the primary.
+                let Ok(now) = running(Some(&lab)) else { return };
+                let Ok((current, _)) = database::roles(&now.lab, &db) else { return };
+                if current.name != primary.name {
+                    failures = 0;
+                    continue;
+                }
+                if healthy(primary.private_ip, port, interval.max(Duration::from_millis(200))) {
+                    failures = 0;
+                    continue;
+                }
+                failures += 1;
+                if failures < 2 {
+                    continue;
+                }
+                failures = 0;
+                let mut ev = database::Events::new(&lab, &db);
+                let flipped = database::failover(
+                    &lab,
+                    &db,
+                    database::Cause::Unhealthy,
+                    &mut ev,
+                    &|| reload_lab(&lab),
+                );
+                if let Err(e) = flipped {
+                    ev.push(format!("failover failed: {e:#}"));
+                    continue;
+                }
+                // A primary whose AZ is down stays down until `drill restore`.
+                let az = now.lab.subnets[primary.subnet].az.clone();
+                if now.state.runtime.azs_down.contains(&az) {
+                    ev.push(format!("{} stays down with {az}", primary.name));
+                } else if let Err(e) = database::rejoin(&lab, &db, &primary.name, &mut ev) {
+                    ev.push(format!("{} could not rejoin: {e:#}", primary.name));
+                }
+            }
+        })
+        .context("start the health monitor")?;
+    Ok(())
+}
+
+/// One health check: the server must send its greeting within `timeout`.
+fn healthy(ip: std::net::Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    use std::io::Read;
+    let addr = std::net::SocketAddr::from((ip, port));
+    match std::net::TcpStream::connect_timeout(&addr, timeout) {
+        Ok(mut s) => {
+            let _ = s.set_read_timeout(Some(timeout));
+            let mut b = [0u8; 4];
+            matches!(s.read(&mut b), Ok(n) if n > 0)
+        }
+        Err(_) => false,
+    }
 }
 
 /// Whether a supervisor process is up for `lab` (for `status`).

@@ -138,7 +138,9 @@ pub fn write_config(p: &Paths, server_id: u32, port: u16) -> Result<()> {
          gtid-strict-mode=1\n\
          # every server boots read-only; promotion is the only way to writable\n\
          read-only=1\n\
-         rpl-semi-sync-master-enabled=1\n\
+         # semi-sync master only on the primary (set when promoted): a standby applying\n\
+         # events must not wait for acknowledgements from replicas it doesn't have\n\
+         rpl-semi-sync-master-enabled=0\n\
          rpl-semi-sync-slave-enabled=1\n\
          rpl-semi-sync-master-wait-point=AFTER_SYNC\n\
          rpl-semi-sync-master-timeout=3000\n\
@@ -318,12 +320,19 @@ pub fn kick_clients(c: &mut mysql::Conn, cr: &Credentials) -> Result<()> {
     Ok(())
 }
 
-/// Makes a server the writable primary: replication off, clients let in, writes on.
+/// Makes a server the writable primary: replication off, semi-sync master on (commits
+/// wait for the standby's acknowledgement), clients let in, writes on.
 pub fn promote(c: &mut mysql::Conn, cr: &Credentials) -> Result<()> {
     c.query_drop("STOP SLAVE")?;
     c.query_drop("RESET SLAVE ALL")?;
+    become_semi_sync_master(c)?;
     set_client_access(c, cr, true)?;
     c.query_drop("SET GLOBAL read_only = 0")?;
+    Ok(())
+}
+
+pub fn become_semi_sync_master(c: &mut mysql::Conn) -> Result<()> {
+    c.query_drop("SET GLOBAL rpl_semi_sync_master_enabled = 1")?;
     Ok(())
 }
 

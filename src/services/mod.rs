@@ -199,7 +199,7 @@ pub fn start(spec: &Spec, env: &HostEnv, state_dir: &Path) -> Result<Proc> {
         .with_context(|| format!("open {}", log_path.display()))?;
     let mut env = env.clone();
     env.detach = true;
-    let child = env
+    let mut child = env
         .command(&spec.program)?
         .args(&spec.args)
         .stdin(Stdio::null())
@@ -207,7 +207,10 @@ pub fn start(spec: &Spec, env: &HostEnv, state_dir: &Path) -> Result<Proc> {
         .stderr(log)
         .spawn()
         .with_context(|| format!("start {} on {}", spec.what, spec.node))?;
-    Proc::of(child.id() as i32, &spec.node, spec.what)
+    let record = Proc::of(child.id() as i32, &spec.node, spec.what);
+    // Reap it when it exits, so a long-lived parent (the supervisor) leaves no zombie.
+    std::thread::spawn(move || child.wait());
+    record
 }
 
 /// Waits until every port of every started service listens, reading each process's
