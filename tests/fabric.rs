@@ -54,8 +54,7 @@ fn security_group_allows_ssh_from_my_ip_only_and_web_from_anywhere() {
 fn nothing_from_the_internet_reaches_private_hosts_unsolicited() {
     require_root!();
     let lab = Lab::up(None, "t-priv");
-    // app's sshd listens on 22.
-    let _db = lab.listen("my-database-2c", "0.0.0.0:3306");
+    // app's sshd listens on 22, MariaDB on 3306 of both database servers.
     for target in [
         "10.0.1.101:22",
         "10.0.3.87:3306",
@@ -80,8 +79,7 @@ fn nothing_from_the_internet_reaches_private_hosts_unsolicited() {
 fn database_port_accepts_only_the_web_servers_security_group() {
     require_root!();
     let lab = Lab::up(None, "t-db");
-    let _p = lab.listen("my-database-2c", "0.0.0.0:3306");
-    let _s = lab.listen("my-database-2a", "0.0.0.0:3306");
+    // MariaDB listens on 3306 of both servers.
     for db in ["10.0.3.87:3306", "10.0.1.64:3306"] {
         lab.connect("web", db).unwrap_or_else(|e| panic!("web -> {db}: {e}"));
         assert!(lab.connect("app", db).is_err(), "app must not reach {db}");
