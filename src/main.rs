@@ -8,6 +8,7 @@ mod diagram;
 mod kernel;
 mod lab;
 mod plan;
+mod services;
 mod topology;
 mod trace;
 
