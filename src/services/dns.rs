@@ -245,6 +245,10 @@ pub fn spawn(
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<std::net::TcpListener>,
 ) -> Result<JoinHandle<Result<()>>> {
+    if udp.is_empty() && tcp.is_empty() {
+        // hickory's server would finish at once, and the resolver would silently be absent.
+        anyhow::bail!("dns: no sockets to serve on");
+    }
     let mut server = Server::new(Handler { zone });
     for socket in udp {
         let addr = socket.local_addr().context("dns udp socket address")?;
@@ -777,6 +781,13 @@ mod tests {
             .iter()
             .map(|r| format!("{} {} {}", r.name, r.ttl, r.data))
             .collect()
+    }
+
+    #[test]
+    fn refuses_to_serve_on_nothing() {
+        let zone = Arc::new(ArcSwap::from_pointee(Zone::default()));
+        let err = spawn(zone, Vec::new(), Vec::new()).expect_err("no sockets");
+        assert_eq!(err.to_string(), "dns: no sockets to serve on");
     }
 
     #[tokio::test]
