@@ -1,7 +1,9 @@
 //! Programs that run inside lab nodes: OpenSSH and nginx on EC2-like hosts and on the
 //! internet's web server; the supervisor's DNS and metadata services.
 
+pub mod dns;
 pub mod mariadb;
+pub mod metadata;
 pub mod ssh;
 pub mod users;
 pub mod web;
