@@ -7,7 +7,15 @@
 use super::control::{self, Request, Response};
 use super::state::{self, Proc, State};
 use super::{Running, database, running};
+use crate::kernel::netns;
+use crate::plan::aws_id;
+use crate::plan::network::METADATA;
+use crate::services::{dns, metadata};
 use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::sync::OnceLock;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -184,14 +192,110 @@ async fn handle(
     shutdown
 }
 
+/// What the supervisor serves, swappable while serving: reload and failover replace
+/// the tables atomically, queries in flight see the old or the new one.
+struct World {
+    vpc: Arc<ArcSwap<dns::Zone>>,
+    internet: Arc<ArcSwap<dns::Zone>>,
+    metadata: metadata::Table,
+}
+
+static WORLD: OnceLock<World> = OnceLock::new();
+
+/// The resolvers' and metadata service's sockets, bound inside the lab's namespaces.
+fn bind_in(ns: &str, addrs: &[Ipv4Addr], port: u16) -> Result<(Vec<UdpSocket>, Vec<TcpListener>)> {
+    let f = netns::open(ns)?;
+    netns::run_in(&f, || {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for a in addrs {
+            let sa = SocketAddr::from((*a, port));
+            udp.push(UdpSocket::bind(sa).with_context(|| format!("bind udp {sa} in {ns}"))?);
+            tcp.push(TcpListener::bind(sa).with_context(|| format!("bind tcp {sa} in {ns}"))?);
+        }
+        for s in &udp {
+            s.set_nonblocking(true)?;
+        }
+        for s in &tcp {
+            s.set_nonblocking(true)?;
+        }
+        Ok((udp, tcp))
+    })
+}
+
 /// Binds the lab's service sockets inside its namespaces and starts serving.
-async fn serve_lab(_r: &Running) -> Result<()> {
+async fn serve_lab(r: &Running) -> Result<()> {
+    let world = World {
+        vpc: Arc::new(ArcSwap::from_pointee(dns::Zone::new(&r.plan.dns.vpc.records))),
+        internet: Arc::new(ArcSwap::from_pointee(dns::Zone::new(
+            &r.plan.dns.internet.records,
+        ))),
+        metadata: Arc::new(ArcSwap::from_pointee(metadata_table(r))),
+    };
+    let (udp, tcp) = bind_in(&r.plan.dns.vpc.ns, &r.plan.dns.vpc.listen, 53)?;
+    dns::spawn(world.vpc.clone(), udp, tcp).context("serve the VPC resolver")?;
+    let (udp, tcp) = bind_in(&r.plan.dns.internet.ns, &r.plan.dns.internet.listen, 53)?;
+    dns::spawn(world.internet.clone(), udp, tcp).context("serve the internet resolver")?;
+    let (_, mut tcp) = bind_in(&r.plan.dns.vpc.ns, &[METADATA], 80)?;
+    metadata::spawn(world.metadata.clone(), tcp.remove(0)).context("serve instance metadata")?;
+    WORLD
+        .set(world)
+        .map_err(|_| anyhow::anyhow!("the lab is already being served"))?;
     Ok(())
 }
 
-/// Swaps in what the lab looks like now.
-fn reload(_r: &Running) -> Result<()> {
+/// Swaps in what the lab looks like now (DNS records, instance metadata).
+fn reload(r: &Running) -> Result<()> {
+    let w = WORLD.get().context("not serving yet")?;
+    w.vpc.store(Arc::new(dns::Zone::new(&r.plan.dns.vpc.records)));
+    w.internet
+        .store(Arc::new(dns::Zone::new(&r.plan.dns.internet.records)));
+    w.metadata.store(Arc::new(metadata_table(r)));
     Ok(())
+}
+
+/// What each running instance's metadata service says, keyed by its private IP.
+fn metadata_table(r: &Running) -> HashMap<Ipv4Addr, metadata::InstanceMeta> {
+    let lab = &r.lab;
+    lab.instances
+        .iter()
+        .filter(|i| !r.state.runtime.stopped.contains(&i.name))
+        .map(|i| {
+            let subnet = &lab.subnets[i.subnet];
+            let h = crate::topology::aws::stable_hash(&["mac", &lab.name, &i.name]);
+            let mac = format!(
+                "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                (h >> 32) as u8,
+                (h >> 24) as u8,
+                (h >> 16) as u8,
+                (h >> 8) as u8,
+                h as u8
+            );
+            let meta = metadata::InstanceMeta {
+                instance_id: i.id.clone(),
+                instance_type: "t2.micro".into(),
+                ami_id: aws_id("ami", &lab.name, "amazon-linux"),
+                account_id: "123456789012".into(),
+                local_ipv4: i.private_ip,
+                public_ipv4: i.public_ip.address(),
+                local_hostname: lab.private_dns_name(i.private_ip),
+                public_hostname: i.public_ip.address().map(|p| lab.public_dns_name(p)),
+                availability_zone: subnet.az.clone(),
+                region: lab.region.clone(),
+                security_groups: i
+                    .security_groups
+                    .iter()
+                    .map(|g| lab.security_groups[*g].name.clone())
+                    .collect(),
+                mac,
+                vpc_id: aws_id("vpc", &lab.name, &lab.vpc.name),
+                vpc_ipv4_cidr_block: lab.vpc.cidr,
+                subnet_id: aws_id("subnet", &lab.name, &subnet.name),
+                subnet_ipv4_cidr_block: subnet.cidr,
+            };
+            (i.private_ip, meta)
+        })
+        .collect()
 }
 
 fn reload_lab(lab: &str) -> Result<()> {

@@ -178,6 +178,33 @@ pub fn client(r: &Running, dir: &Path, node: &str, argv: &[String]) -> Result<Ou
     Ok(cmd.output()?)
 }
 
+/// Why a client failed, in a few words (the full message is in `--json`'s detail).
+fn why(o: &Output) -> String {
+    let text = last_line(o);
+    let l = text.to_lowercase();
+    let short = if o.status.code() == Some(124) || l.contains("timed out") || l.contains("(110)") {
+        "timed out"
+    } else if l.contains("unreachable")
+        || l.contains("no route")
+        || l.contains("(101)")
+        || l.contains("(113)")
+        // The MariaDB client reports an asynchronous connect that an ICMP "unreachable"
+        // ended as EINPROGRESS.
+        || l.contains("(115)")
+    {
+        "no route"
+    } else if l.contains("refused") || l.contains("(111)") {
+        "connection refused"
+    } else if l.contains("denied") || l.contains("locked") {
+        "access denied"
+    } else if l.contains("nxdomain") || l.contains("can't find") || l.contains("could not resolve") {
+        "name not found"
+    } else {
+        return text.chars().take(60).collect();
+    };
+    short.to_string()
+}
+
 fn last_line(o: &Output) -> String {
     let err = String::from_utf8_lossy(&o.stderr);
     let out = String::from_utf8_lossy(&o.stdout);
@@ -196,7 +223,7 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
     let s = |v: &str| v.to_string();
     let plain = |o: Output| Observed {
         reached: o.status.success(),
-        detail: if o.status.success() { String::new() } else { last_line(&o) },
+        detail: if o.status.success() { String::new() } else { why(&o) },
         seen_as: None,
         answer: None,
     };
@@ -240,8 +267,8 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
             Observed {
                 reached: o.status.success() && answer.is_some(),
                 detail: match answer {
-                    Some(a) => format!("{host} -> {a}"),
-                    None => last_line(&o),
+                    Some(a) => format!("-> {a}"),
+                    None => why(&o),
                 },
                 seen_as: None,
                 answer,
@@ -252,7 +279,7 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
         }
         Check::Tcp => {
             let port = e.port.unwrap_or(0).to_string();
-            let argv = vec![s("nc"), s("-z"), s("-w"), s("2"), host.clone(), port];
+            let argv = vec![s("nc"), s("-zv"), s("-w"), s("1"), host.clone(), port];
             plain(client(r, dir, &e.from, &argv)?)
         }
         Check::Mysql => {
@@ -275,12 +302,12 @@ pub fn parse_nslookup(out: &str) -> Option<Ipv4Addr> {
 
 pub fn render(rep: &Report) -> String {
     let mut o = format!(
-        "{:<3} {:<12} {:<14} {:<6} {:<8} {:<54} {:>6}\n",
+        "{:<4} {:<12} {:<14} {:<6} {:<8} {:<34} {:>6}\n",
         "", "FROM", "TO", "CHECK", "EXPECT", "OBSERVED", "TIME"
     );
     for p in &rep.probes {
         o.push_str(&format!(
-            "{:<3} {:<12} {:<14} {:<6} {:<8} {:<54} {:>4}ms\n",
+            "{:<4} {:<12} {:<14} {:<6} {:<8} {:<34} {:>4}ms\n",
             if p.ok { "ok" } else { "FAIL" },
             p.from,
             p.to,

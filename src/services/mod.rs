@@ -1,5 +1,7 @@
 //! Programs that run inside lab nodes: OpenSSH and nginx on EC2-like hosts and on the
-//! internet's web server; the supervisor's DNS and metadata services.
+//! internet's web server, MariaDB on database servers; and the supervisor's DNS and
+//! metadata services, which take sockets someone else bound and a swappable table
+//! someone else owns, so they know nothing about namespaces.
 
 pub mod dns;
 pub mod mariadb;
@@ -33,7 +35,7 @@ pub fn mysql_probe_args(
     Ok(vec![
         "mysql".into(),
         format!("--defaults-extra-file={}", cnf.display()),
-        "--connect-timeout=2".into(),
+        "--connect-timeout=1".into(),
         "-h".into(),
         host.into(),
         "-P".into(),
