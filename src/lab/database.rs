@@ -155,8 +155,9 @@ fn bring_up_one(
 
     let (primary, rest) = conns.split_first_mut().expect("a database has a primary");
     mariadb::create_accounts(primary, &creds, false)?;
-    mariadb::become_semi_sync_master(primary)?;
     if let Some(standby) = rest.first_mut() {
+        // Semi-sync only with a standby: alone, every commit would wait for its timeout.
+        mariadb::become_semi_sync_master(primary)?;
         mariadb::create_accounts(standby, &creds, true)?;
         mariadb::replicate_from(standby, db.primary.private_ip, db.port, &creds, false)?;
         // Only once the standby acknowledges does the first replicated write go out:
@@ -403,8 +404,8 @@ pub fn reboot_in_place(lab_name: &str, db: &str, ev: &mut Events) -> Result<()> 
         Ok(())
     })?;
     let mut c = mariadb::wait_ready(&paths(&dir, &primary.name), p.pid, Duration::from_secs(30))?;
-    mariadb::become_semi_sync_master(&mut c)?;
     if let Some(s) = standby {
+        mariadb::become_semi_sync_master(&mut c)?;
         // The standby reconnects by itself (connect retry 1 s); wait for it so the
         // first commits are semi-synchronous again.
         let mut sc = mariadb::admin(&paths(&dir, &s.name), Duration::from_secs(5))?;
