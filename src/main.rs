@@ -5,6 +5,7 @@
 mod cidr;
 mod cli;
 mod diagram;
+mod drill;
 mod kernel;
 mod lab;
 mod plan;

@@ -3,6 +3,8 @@
 mod cidr;
 mod diagram;
 mod down;
+mod drill;
+mod drill_writer;
 mod exec;
 mod instance;
 mod ls;
@@ -61,6 +63,11 @@ enum Command {
     Start(instance::Args),
     /// Reboot an RDS instance, with failover to its standby (--failover) or in place (root)
     Reboot(reboot::Args),
+    /// Failover drills with a live writer (RTO, zero lost writes) and AZ outages (root)
+    Drill(drill::Args),
+    /// The drill's writer, run inside an instance by `drill failover`
+    #[command(hide = true)]
+    DrillWriter(drill_writer::Args),
     /// Check every expectation of the lab with real clients (ssh, curl, nslookup, ping, nc, mysql)
     Probe(probe::Args),
     /// Log in to an instance with the lab's key pair from my laptop, by its public DNS name
@@ -90,6 +97,8 @@ pub fn run() -> ExitCode {
         Command::Stop(a) => instance::stop(a),
         Command::Start(a) => instance::start(a),
         Command::Reboot(a) => reboot::run(a),
+        Command::Drill(a) => drill::run(a),
+        Command::DrillWriter(a) => drill_writer::run(a),
         Command::Probe(a) => probe::run(a),
         Command::Ssh(a) => ssh::run(a),
         Command::Supervise(a) => supervise::run(a),

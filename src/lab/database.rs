@@ -346,7 +346,15 @@ pub fn failover(
         Cause::Unhealthy => mariadb::status(&mut standby)?.gtid_io_pos,
     };
     mariadb::wait_gtid(&mut standby, &target, Duration::from_secs(30))?;
-    mariadb::promote(&mut standby, &creds)?;
+    // A primary whose AZ is gone won't come back to acknowledge commits: until it does
+    // (`drill restore`), commits don't wait for it (replication is asynchronous then,
+    // as RDS's is while its standby is being replaced).
+    let old_az = &r.lab.subnets[old.subnet].az;
+    let old_gone = r.state.runtime.azs_down.contains(old_az);
+    mariadb::promote(&mut standby, &creds, !old_gone)?;
+    if old_gone {
+        ev.push(format!("{} replicates to nobody until {old_az} is back", new.name));
+    }
     super::state::State::modify(lab_name, |st| {
         st.runtime.primaries.insert(db.to_string(), new.name.clone());
         Ok(())
@@ -356,6 +364,7 @@ pub fn failover(
         "Multi-AZ instance failover completed: {} ({}) is the primary, the endpoint points at {}",
         new.name, r.lab.subnets[new.subnet].az, new.private_ip
     ));
+    mariadb::forget_primary(&mut standby)?;
     Ok(())
 }
 
@@ -379,6 +388,7 @@ pub fn rejoin(lab_name: &str, db: &str, node: &str, ev: &mut Events) -> Result<(
     mysql::prelude::Queryable::query_drop(&mut c, "SET GLOBAL read_only = 1")?;
     mariadb::replicate_from(&mut c, primary.private_ip, d.port, &creds, true)?;
     let mut pc = mariadb::admin(&paths(&dir, &primary.name), Duration::from_secs(5))?;
+    mariadb::become_semi_sync_master(&mut pc)?;
     wait_replicating(&mut pc, &mut c, Duration::from_secs(30))?;
     ev.push(format!("{node} rebooted and rejoined as the standby of {}", primary.name));
     Ok(())

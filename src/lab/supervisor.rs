@@ -342,7 +342,11 @@ fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Resul
             loop {
                 let Ok(r) = running(Some(&lab)) else { return };
                 let interval = Duration::from_millis(r.state.runtime.health_interval_ms.max(50));
-                std::thread::sleep(interval);
+                // After a failed check, check again at once: two failures in a row
+                // confirm the primary is gone without another full interval.
+                if failures == 0 {
+                    std::thread::sleep(interval);
+                }
                 let Ok((primary, _)) = database::roles(&r.lab, &db) else { return };
                 let port = r.lab.database(&db).map(|d| d.port).unwrap_or(3306);
                 let _one_at_a_time = ops.lock().unwrap_or_else(|p| p.into_inner());
@@ -353,7 +357,7 @@ fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Resul
                     failures = 0;
                     continue;
                 }
-                if healthy(primary.private_ip, port, interval.max(Duration::from_millis(200))) {
+                if healthy(primary.private_ip, port, interval.clamp(Duration::from_millis(100), Duration::from_millis(250))) {
                     failures = 0;
                     continue;
                 }

@@ -320,14 +320,25 @@ pub fn kick_clients(c: &mut mysql::Conn, cr: &Credentials) -> Result<()> {
     Ok(())
 }
 
-/// Makes a server the writable primary: replication off, semi-sync master on (commits
-/// wait for the standby's acknowledgement), clients let in, writes on.
-pub fn promote(c: &mut mysql::Conn, cr: &Credentials) -> Result<()> {
-    c.query_drop("STOP SLAVE")?;
-    c.query_drop("RESET SLAVE ALL")?;
-    become_semi_sync_master(c)?;
+/// Makes a server the writable primary: it stops applying replicated events, becomes
+/// a semi-sync master (commits wait for the standby's acknowledgement) if asked, lets
+/// clients in and turns writes on. Its replication connection is dropped afterwards
+/// by `forget_primary`: stopping the I/O thread can take seconds when the old primary
+/// is unreachable, and nobody should wait for that.
+pub fn promote(c: &mut mysql::Conn, cr: &Credentials, semi_sync: bool) -> Result<()> {
+    c.query_drop("STOP SLAVE SQL_THREAD")?;
+    if semi_sync {
+        become_semi_sync_master(c)?;
+    }
     set_client_access(c, cr, true)?;
     c.query_drop("SET GLOBAL read_only = 0")?;
+    Ok(())
+}
+
+/// Ends a promoted server's replication from its former primary.
+pub fn forget_primary(c: &mut mysql::Conn) -> Result<()> {
+    c.query_drop("STOP SLAVE")?;
+    c.query_drop("RESET SLAVE ALL")?;
     Ok(())
 }
 
