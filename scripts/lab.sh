@@ -2,7 +2,8 @@
 # The main job, in one command on a fresh Debian 12 machine:
 #   sudo scripts/lab.sh
 # Installs what is missing, builds vpclab, installs it as /usr/local/bin/vpclab, brings
-# up the built-in hands-on lab (the seed's VPC) and leaves it up for you to explore.
+# up the built-in hands-on lab (the seed's VPC), checks every expectation with real
+# clients (vpclab probe) and leaves the lab up for you to explore.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,12 +30,20 @@ else
   vpclab up
 fi
 
-cat <<'TRY'
+echo
+echo "==> checking every expectation of the lab with real clients"
+vpclab probe || { echo "some probes failed: see above (the lab stays up for you to look)"; exit 1; }
 
-Try this next:
-  sudo vpclab exec web -- ip -br addr        # the instance holds only its private IP
-  sudo vpclab exec app -- ping -c1 203.0.113.60
-  sudo vpclab exec vpc-router -- ip rule     # route tables as policy routing
-  vpclab plan | less                         # everything the lab is made of
-  sudo vpclab down                           # remove it all
+endpoint=$(vpclab status handson --json | sed -n 's/.*"endpoint": "\([^"]*\)".*/\1/p' | head -1)
+cat <<TRY
+
+Try this next (the seed's hands-on, for real):
+  sudo vpclab ssh web                                   # ssh -i aws-study.pem ec2-user@<public DNS>
+  sudo vpclab exec web -- nslookup $endpoint
+  sudo vpclab exec web -- mysql --defaults-extra-file=/run/vpclab/handson/keys/my-database.client.cnf -h $endpoint
+  sudo vpclab reboot my-database --failover             # then nslookup again: the other AZ
+  sudo vpclab trace app example-web --port 80           # the NAT gateway's 7 steps, from real packets
+  sudo vpclab drill failover                            # RTO and lost writes, measured
+  vpclab diagram -o handson.svg                         # the architecture picture
+  sudo vpclab down                                      # remove it all
 TRY

@@ -26,7 +26,7 @@ fi
 
 packages=(
   iproute2 nftables conntrack util-linux procps iputils-ping
-  openssh-server openssh-client nginx openssl
+  openssh-server openssh-client nginx openssl netcat-openbsd
   mariadb-server mariadb-client
   dnsutils curl ca-certificates
   build-essential pkg-config

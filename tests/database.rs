@@ -13,7 +13,10 @@ fn out(o: &Output) -> String {
 }
 
 fn endpoint(lab: &Lab) -> String {
-    let o = vpclab().args(["status", &lab.name, "--json"]).output().unwrap();
+    let o = vpclab()
+        .args(["status", &lab.name, "--json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["databases"][0]["endpoint"].as_str().unwrap().to_string()
 }
@@ -64,18 +67,35 @@ fn the_seeds_sequence_mysql_nslookup_reboot_with_failover_nslookup_mysql() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let events = out(&o);
-    assert!(events.contains("Multi-AZ instance failover started"), "{events}");
-    assert!(events.contains("Multi-AZ instance failover completed"), "{events}");
+    assert!(
+        events.contains("Multi-AZ instance failover started"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Multi-AZ instance failover completed"),
+        "{events}"
+    );
     assert!(events.contains("rejoined as the standby"), "{events}");
 
-    assert_eq!(nslookup(&lab, &ep), "10.0.1.64", "the endpoint follows the primary");
+    assert_eq!(
+        nslookup(&lab, &ep),
+        "10.0.1.64",
+        "the endpoint follows the primary"
+    );
     let o = mysql(&lab, "web", &ep, "SELECT @@hostname, @@read_only");
     assert_eq!(out(&o), "ip-10-0-1-64\t0", "{}", text(&o));
     // The old primary is the standby now: read-only and closed to clients.
     let o = mysql(&lab, "web", "10.0.3.87", "SELECT 1");
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("account is locked"), "{}", text(&o));
-    let s = vpclab().args(["status", &lab.name, "--json"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("account is locked"),
+        "{}",
+        text(&o)
+    );
+    let s = vpclab()
+        .args(["status", &lab.name, "--json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
     let standby = &v["databases"][0]["servers"][1];
     assert_eq!(standby["node"], "my-database-2c");
@@ -88,8 +108,10 @@ fn the_supervisor_fails_over_by_itself_when_the_primary_is_killed() {
     require_root!();
     let lab = Lab::up(None, "t-kill");
     let ep = endpoint(&lab);
-    let st: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(format!("/run/vpclab/{}/state.json", lab.name)).unwrap()).unwrap();
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("/run/vpclab/{}/state.json", lab.name)).unwrap(),
+    )
+    .unwrap();
     let wrapper = st["processes"]
         .as_array()
         .unwrap()
@@ -104,9 +126,16 @@ fn the_supervisor_fails_over_by_itself_when_the_primary_is_killed() {
         .parse()
         .unwrap();
     let t = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     while nslookup(&lab, &ep) != "10.0.1.64" {
-        assert!(t.elapsed() < Duration::from_secs(10), "no failover 10 s after kill -9");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no failover 10 s after kill -9"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let o = mysql(&lab, "web", &ep, "SELECT @@hostname");
@@ -131,11 +160,17 @@ fn twenty_drills_alternate_with_no_lost_write_and_never_two_writable_servers() {
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(r["lost"], 0, "drill {i}: {r}");
         assert_eq!(r["two_writable"], 0, "drill {i}: {r}");
-        assert!(r["writable_samples"].as_u64().unwrap() > 10, "drill {i}: the check ran");
+        assert!(
+            r["writable_samples"].as_u64().unwrap() > 10,
+            "drill {i}: the check ran"
+        );
         assert!(r["acked"].as_u64().unwrap() >= 40, "drill {i}: {r}");
         assert_eq!(r["present"], r["acked"], "drill {i}");
         assert_eq!(r["primary_before"], primary.as_str(), "drill {i}");
-        assert_ne!(r["primary_after"], r["primary_before"], "drill {i}: the direction alternates");
+        assert_ne!(
+            r["primary_after"], r["primary_before"],
+            "drill {i}: the direction alternates"
+        );
         assert_ne!(r["before"], r["after"], "drill {i}: the endpoint moved");
         primary = r["primary_after"].as_str().unwrap().to_string();
         rtos.push(r["rto_ms"].as_u64().unwrap());
@@ -148,7 +183,11 @@ fn no_password_ever_appears_on_a_command_line() {
     require_root!();
     let lab = Lab::up(None, "t-secret");
     let creds: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("/run/vpclab/{}/keys/my-database.credentials.json", lab.name)).unwrap(),
+        &std::fs::read_to_string(format!(
+            "/run/vpclab/{}/keys/my-database.credentials.json",
+            lab.name
+        ))
+        .unwrap(),
     )
     .unwrap();
     let secrets: Vec<String> = ["master_password", "app_password", "repl_password"]
@@ -161,17 +200,40 @@ fn no_password_ever_appears_on_a_command_line() {
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd);
             for s in &secrets {
-                assert!(!cmd.contains(s.as_str()), "a password on the command line of {}: {cmd}", e.path().display());
+                assert!(
+                    !cmd.contains(s.as_str()),
+                    "a password on the command line of {}: {cmd}",
+                    e.path().display()
+                );
             }
         }
     }
     use std::os::unix::fs::PermissionsExt;
-    for f in ["credentials.json", "client.cnf", "app.cnf", "master-password"] {
+    for f in [
+        "credentials.json",
+        "client.cnf",
+        "app.cnf",
+        "master-password",
+    ] {
         let p = format!("/run/vpclab/{}/keys/my-database.{f}", lab.name);
-        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600, "{p}");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{p}"
+        );
     }
     // The application user has privileges on its database only: read_only stops it.
     let app = format!("/run/vpclab/{}/keys/my-database.app.cnf", lab.name);
-    let o = lab.exec("web", &["mysql", &format!("--defaults-extra-file={app}"), "-h", "10.0.3.87", "-e", "CREATE DATABASE other"]);
+    let o = lab.exec(
+        "web",
+        &[
+            "mysql",
+            &format!("--defaults-extra-file={app}"),
+            "-h",
+            "10.0.3.87",
+            "-e",
+            "CREATE DATABASE other",
+        ],
+    );
     assert!(!o.status.success(), "{}", text(&o));
 }

@@ -20,11 +20,21 @@ fn internet_gateway_and_nat_gateway_translate_sources() {
     // A listener of the test's own (nginx already serves port 80 there).
     let server = lab.listen("example-web", "0.0.0.0:8080");
 
-    lab.connect("web", "203.0.113.60:8080").expect("web reaches example-web");
-    assert_eq!(source_ip(&server).to_string(), WEB_PUBLIC, "1:1 NAT at the IGW");
+    lab.connect("web", "203.0.113.60:8080")
+        .expect("web reaches example-web");
+    assert_eq!(
+        source_ip(&server).to_string(),
+        WEB_PUBLIC,
+        "1:1 NAT at the IGW"
+    );
 
-    lab.connect("app", "203.0.113.60:8080").expect("app reaches example-web via NAT");
-    assert_eq!(source_ip(&server).to_string(), NAT_EIP, "NAT gateway, then the IGW");
+    lab.connect("app", "203.0.113.60:8080")
+        .expect("app reaches example-web via NAT");
+    assert_eq!(
+        source_ip(&server).to_string(),
+        NAT_EIP,
+        "NAT gateway, then the IGW"
+    );
 
     // The instance never holds its public IP on an interface.
     let addrs = lab.exec("web", &["ip", "-o", "-4", "addr"]);
@@ -40,8 +50,12 @@ fn security_group_allows_ssh_from_my_ip_only_and_web_from_anywhere() {
     // web's own sshd and nginx listen on 22, 80 and 443.
     let target = |p: u16| format!("{WEB_PUBLIC}:{p}");
 
-    lab.connect("my-laptop", &target(22)).expect("my IP reaches ssh");
-    assert!(lab.connect("stranger", &target(22)).is_err(), "stranger must not reach ssh");
+    lab.connect("my-laptop", &target(22))
+        .expect("my IP reaches ssh");
+    assert!(
+        lab.connect("stranger", &target(22)).is_err(),
+        "stranger must not reach ssh"
+    );
     for who in ["my-laptop", "stranger", "example-web"] {
         for port in [80, 443] {
             lab.connect(who, &target(port))
@@ -71,7 +85,8 @@ fn nothing_from_the_internet_reaches_private_hosts_unsolicited() {
     }
     // ...while app's own connections get their replies back through the NAT gateway.
     let server = lab.listen("example-web", "0.0.0.0:8080");
-    lab.connect("app", "203.0.113.60:8080").expect("app's own connection");
+    lab.connect("app", "203.0.113.60:8080")
+        .expect("app's own connection");
     assert_eq!(source_ip(&server).to_string(), NAT_EIP);
 }
 
@@ -81,23 +96,31 @@ fn database_port_accepts_only_the_web_servers_security_group() {
     let lab = Lab::up(None, "t-db");
     // MariaDB listens on 3306 of both servers.
     for db in ["10.0.3.87:3306", "10.0.1.64:3306"] {
-        lab.connect("web", db).unwrap_or_else(|e| panic!("web -> {db}: {e}"));
+        lab.connect("web", db)
+            .unwrap_or_else(|e| panic!("web -> {db}: {e}"));
         assert!(lab.connect("app", db).is_err(), "app must not reach {db}");
-        assert!(lab.connect("my-laptop", db).is_err(), "my-laptop must not reach {db}");
+        assert!(
+            lab.connect("my-laptop", db).is_err(),
+            "my-laptop must not reach {db}"
+        );
     }
 }
 
 #[test]
 fn a_subnet_without_an_internet_gateway_route_stays_off_the_internet() {
     require_root!();
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs/public-ip-private-subnet.yaml");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/labs/public-ip-private-subnet.yaml"
+    );
     let lab = Lab::up(Some(file), "t-noigw");
     let server = lab.listen("example-web", "0.0.0.0:80");
     // `stuck` has a public IP but its route table has no route to the internet gateway.
     assert!(lab.connect("stuck", "203.0.113.60:80").is_err());
     assert!(lab.connect("my-laptop", "198.51.100.10:22").is_err());
     // The control: `web` in a public subnet gets out.
-    lab.connect("web", "203.0.113.60:80").expect("web reaches the internet");
+    lab.connect("web", "203.0.113.60:80")
+        .expect("web reaches the internet");
     assert_eq!(source_ip(&server).to_string(), "198.51.100.11");
 }
 
@@ -119,7 +142,11 @@ fn two_labs_up_at_once_do_not_interfere_and_up_twice_is_refused() {
         .unwrap();
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("lab `t-twin-a` exists: it is already up"), "{}", text(&again));
+    assert!(
+        err.contains("lab `t-twin-a` exists: it is already up"),
+        "{}",
+        text(&again)
+    );
     // The refused `up` must not have touched the running lab.
     a.connect("app", "203.0.113.60:8080").unwrap();
     assert_eq!(source_ip(&sa).to_string(), NAT_EIP);
@@ -157,7 +184,11 @@ fn an_invalid_lab_creates_nothing() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a valid IPv4 CIDR"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not a valid IPv4 CIDR"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(leftovers("t-invalid"), Vec::<String>::new());
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -176,9 +207,17 @@ fn a_failure_in_the_middle_rolls_back_and_names_the_step() {
         assert!(err.contains("injected failure"), "{}", text(&o));
         assert!(err.contains("rolled back: removed"), "{}", text(&o));
         if !step.starts_with("namespace:") {
-            assert!(err.contains(&format!("step `{step}` failed")), "{}", text(&o));
+            assert!(
+                err.contains(&format!("step `{step}` failed")),
+                "{}",
+                text(&o)
+            );
         }
-        assert_eq!(leftovers("t-fail"), Vec::<String>::new(), "after a failure at {step}");
+        assert_eq!(
+            leftovers("t-fail"),
+            Vec::<String>::new(),
+            "after a failure at {step}"
+        );
     }
 }
 
@@ -207,7 +246,11 @@ fn kill_9_at_ten_points_then_down_leaves_nothing() {
         assert_eq!(o.status.signal(), Some(9), "killed at {p}: {}", text(&o));
         let d = vpclab().args(["down", "t-crash"]).output().unwrap();
         assert!(d.status.success(), "down after kill at {p}: {}", text(&d));
-        assert_eq!(leftovers("t-crash"), Vec::<String>::new(), "after kill -9 at {p}");
+        assert_eq!(
+            leftovers("t-crash"),
+            Vec::<String>::new(),
+            "after kill -9 at {p}"
+        );
         // A second down is harmless.
         let d2 = vpclab().args(["down", "t-crash"]).output().unwrap();
         assert!(d2.status.success(), "{}", text(&d2));
@@ -219,19 +262,28 @@ fn kill_9_at_ten_points_then_down_leaves_nothing() {
 fn status_reports_a_namespace_that_vanished() {
     require_root!();
     let lab = Lab::up(None, "t-status");
-    let ok = vpclab().args(["status", "t-status", "--json"]).output().unwrap();
+    let ok = vpclab()
+        .args(["status", "t-status", "--json"])
+        .output()
+        .unwrap();
     assert!(ok.status.success(), "{}", text(&ok));
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["healthy"], true);
     assert_eq!(v["namespaces"].as_array().unwrap().len(), 11);
 
     let ns = lab.ns("stranger");
-    let del = std::process::Command::new("ip").args(["netns", "del", &ns]).output().unwrap();
+    let del = std::process::Command::new("ip")
+        .args(["netns", "del", &ns])
+        .output()
+        .unwrap();
     assert!(del.status.success());
     let bad = vpclab().args(["status", "t-status"]).output().unwrap();
     assert!(!bad.status.success());
     let out = String::from_utf8_lossy(&bad.stdout);
-    assert!(out.contains(&format!("namespace {ns} (stranger) has vanished")), "{out}");
+    assert!(
+        out.contains(&format!("namespace {ns} (stranger) has vanished")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -51,12 +51,20 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 r.lab,
                 r.namespaces,
                 r.processes,
-                if r.state_dir { ", removed its state dir" } else { "" }
+                if r.state_dir {
+                    ", removed its state dir"
+                } else {
+                    ""
+                }
             );
             for f in &r.failures {
                 eprintln!("vpclab: error: {f}");
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -49,7 +49,13 @@ enum What {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     require_root("drill")?;
     match a.what {
-        What::Failover { kill, az, db, lab, json } => {
+        What::Failover {
+            kill,
+            az,
+            db,
+            lab,
+            json,
+        } => {
             let trigger = match (kill, az) {
                 (true, _) => Trigger::Kill,
                 (_, Some(az)) => Trigger::Az(az),
@@ -67,7 +73,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        What::AzOutage { az: zone, lab, json } => {
+        What::AzOutage {
+            az: zone,
+            lab,
+            json,
+        } => {
             let rep = az::drill(lab.as_deref(), &zone)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);

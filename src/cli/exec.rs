@@ -3,7 +3,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  sudo vpclab exec web -- ip -br addr\n  sudo vpclab exec app -- curl -s http://example-web.example/\n  sudo vpclab exec vpc-router -- ip rule")]
+#[command(
+    after_help = "Examples:\n  sudo vpclab exec web -- ip -br addr\n  sudo vpclab exec app -- curl -s http://example-web.example/\n  sudo vpclab exec vpc-router -- ip rule"
+)]
 pub struct Args {
     /// The lab (the only running lab, or `handson`, when omitted)
     #[arg(long)]

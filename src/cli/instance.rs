@@ -18,7 +18,8 @@ fn show(c: &instance::Change, json: bool, verb: &str) -> anyhow::Result<ExitCode
         println!("{}", serde_json::to_string_pretty(c)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let ip = |v: Option<std::net::Ipv4Addr>| v.map(|i| i.to_string()).unwrap_or_else(|| "none".into());
+    let ip =
+        |v: Option<std::net::Ipv4Addr>| v.map(|i| i.to_string()).unwrap_or_else(|| "none".into());
     match verb {
         "stopped" => println!(
             "instance {} stopped; public IP {} released",

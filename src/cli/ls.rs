@@ -52,7 +52,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 e.lab,
                 phase,
                 e.namespaces,
-                e.source.unwrap_or_else(|| "(no state file: `sudo vpclab down` it)".into())
+                e.source
+                    .unwrap_or_else(|| "(no state file: `sudo vpclab down` it)".into())
             );
         }
     }

@@ -3,9 +3,11 @@ use crate::probe;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-#[command(after_help = "Each expectation of the lab file runs as a real client inside the source node: \
+#[command(
+    after_help = "Each expectation of the lab file runs as a real client inside the source node: \
 ssh (ssh -i key ec2-user@host true), http and https (curl), dns (nslookup), ping, tcp (nc -z) and \
-mysql. Exit code 0 only when every probe matched its expectation.")]
+mysql. Exit code 0 only when every probe matched its expectation."
+)]
 pub struct Args {
     /// The lab (the only running lab, or `handson`, when omitted)
     name: Option<String>,
@@ -23,5 +25,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", probe::render(&rep));
     }
-    Ok(if rep.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if rep.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

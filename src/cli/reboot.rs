@@ -3,10 +3,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args)]
-#[command(after_help = "The seed's \"Reboot\" with \"Reboot with failover?\" checked:\n  \
+#[command(
+    after_help = "The seed's \"Reboot\" with \"Reboot with failover?\" checked:\n  \
 sudo vpclab reboot my-database --failover\n\
 The standby is promoted, the endpoint's DNS record flips to it, and the old primary comes back as the \
-new standby. Without --failover the primary restarts in place: an outage, no flip.")]
+new standby. Without --failover the primary restarts in place: an outage, no flip."
+)]
 pub struct Args {
     /// The RDS instance (database name in the lab file)
     database: String,
@@ -30,7 +32,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "lab `{}` has no database `{}`\n  hint: its databases are {}",
             r.lab.name,
             a.database,
-            if names.is_empty() { "(none)".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "(none)".to_string()
+            } else {
+                names.join(", ")
+            }
         );
     }
     let resp = control::request(

@@ -5,9 +5,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-#[command(after_help = "Runs the real OpenSSH client from my-laptop (the internet host marked my_ip) with the \
+#[command(
+    after_help = "Runs the real OpenSSH client from my-laptop (the internet host marked my_ip) with the \
 lab's key pair, to the instance's public DNS name, as ec2-user: the seed's `ssh -i key ec2-user@<public DNS>`.\n\n\
-Examples:\n  sudo vpclab ssh web\n  sudo vpclab ssh web -- curl -s http://169.254.169.254/latest/meta-data/public-ipv4")]
+Examples:\n  sudo vpclab ssh web\n  sudo vpclab ssh web -- curl -s http://169.254.169.254/latest/meta-data/public-ipv4"
+)]
 pub struct Args {
     /// The instance to log in to
     instance: String,
@@ -26,22 +28,29 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     require_root("ssh")?;
     let r = lab::running(a.lab.as_deref())?;
     let Some(NodeRef::Instance(i)) = r.lab.find(&a.instance) else {
-        anyhow::bail!("`{}` is not an instance of lab `{}`", a.instance, r.lab.name);
+        anyhow::bail!(
+            "`{}` is not an instance of lab `{}`",
+            a.instance,
+            r.lab.name
+        );
     };
-    let from = match &a.from {
-        Some(f) => f.clone(),
-        None => r
-            .lab
-            .my_ip()
-            .map(|h| h.name.clone())
-            .ok_or_else(|| anyhow::anyhow!("no internet host is marked my_ip: use --from HOST"))?,
-    };
+    let from =
+        match &a.from {
+            Some(f) => f.clone(),
+            None => r.lab.my_ip().map(|h| h.name.clone()).ok_or_else(|| {
+                anyhow::anyhow!("no internet host is marked my_ip: use --from HOST")
+            })?,
+        };
     let host = match i.public_ip.address() {
         Some(p) => r.lab.public_dns_name(p),
         None => anyhow::bail!(
             "instance `{}` has no public IP{}: it can't be reached from the internet\n  hint: `vpclab exec {} -- ...` runs a command on it directly",
             i.name,
-            if r.state.runtime.stopped.contains(&i.name) { " (it is stopped)" } else { "" },
+            if r.state.runtime.stopped.contains(&i.name) {
+                " (it is stopped)"
+            } else {
+                ""
+            },
             i.name
         ),
     };
@@ -66,6 +75,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         c.arg("-t");
     }
     let status = c.status()?;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }

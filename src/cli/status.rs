@@ -18,5 +18,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", status::render(&s));
     }
-    Ok(if s.healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if s.healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -29,10 +29,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     ));
     let out = up::up(&loaded, &mut progress)?;
     if !a.quiet {
-        println!(
-            "Lab `{}` is up ({:.2} s).\n",
-            loaded.lab.name, out.seconds
-        );
+        println!("Lab `{}` is up ({:.2} s).\n", loaded.lab.name, out.seconds);
         print!("{}", summary::render(&loaded.lab, &out.plan));
         let lab_arg = if loaded.lab.name == crate::topology::BUILTIN_NAME {
             String::new()

@@ -23,7 +23,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         };
         let out = serde_json::json!({ "file": label, "valid": valid, "diagnostics": diags });
         println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(if valid { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if valid {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     match result {
         Ok(l) => {

@@ -25,7 +25,8 @@ fn nodes_in(r: &Running, az: &str) -> Vec<(String, Role)> {
 }
 
 fn check_az(r: &Running, az: &str) -> Result<()> {
-    let azs: std::collections::BTreeSet<&str> = r.lab.subnets.iter().map(|s| s.az.as_str()).collect();
+    let azs: std::collections::BTreeSet<&str> =
+        r.lab.subnets.iter().map(|s| s.az.as_str()).collect();
     if !azs.contains(az) {
         bail!(
             "lab `{}` has nothing in `{az}`\n  hint: its availability zones are {}",
@@ -83,11 +84,17 @@ pub fn restore(lab: &str, only: Option<&str>) -> Result<Vec<String>> {
     let dir = state::dir(lab);
     let mut back = Vec::new();
     for az in &azs {
-        for ns in r.plan.namespaces.iter().filter(|n| n.az.as_deref() == Some(az.as_str())) {
+        for ns in r
+            .plan
+            .namespaces
+            .iter()
+            .filter(|n| n.az.as_deref() == Some(az.as_str()))
+        {
             if r.state.runtime.stopped.contains(&ns.node) {
                 continue; // stopped before the outage: stays stopped
             }
-            kernel::restore_link(ns, HOST_IF).with_context(|| format!("bring {}'s link back", ns.node))?;
+            kernel::restore_link(ns, HOST_IF)
+                .with_context(|| format!("bring {}'s link back", ns.node))?;
             back.push(ns.node.clone());
         }
         State::modify(lab, |st| {
@@ -226,7 +233,10 @@ fn findings(r: &Running, az: &str, down: &[String]) -> Vec<String> {
                 ));
             }
         } else if down.contains(&p.name) {
-            out.push(format!("database {} is single-AZ and was in {az}: it is down.", d.name));
+            out.push(format!(
+                "database {} is single-AZ and was in {az}: it is down.",
+                d.name
+            ));
         }
     }
     out
@@ -244,6 +254,8 @@ pub fn render(rep: &OutageReport) -> String {
     }
     o.push_str("\nthe lab's expectations now:\n");
     o.push_str(&probe::render(&rep.probes));
-    o.push_str("\n`sudo vpclab drill restore` brings the AZ back (the old primary rejoins as standby).\n");
+    o.push_str(
+        "\n`sudo vpclab drill restore` brings the AZ back (the old primary rejoins as standby).\n",
+    );
     o
 }

@@ -83,7 +83,10 @@ pub fn pick_database(r: &Running, name: Option<&str>) -> Result<String> {
         None => match multi.as_slice() {
             [one] => Ok(one.to_string()),
             [] => bail!("lab `{}` has no Multi-AZ database to fail over", r.lab.name),
-            many => bail!("several Multi-AZ databases ({}); pick one with --db", many.join(", ")),
+            many => bail!(
+                "several Multi-AZ databases ({}); pick one with --db",
+                many.join(", ")
+            ),
         },
     }
 }
@@ -116,7 +119,13 @@ pub fn pick_writer(r: &Running, db: &str) -> Result<String> {
 /// `nslookup ENDPOINT` on `node`, the address it printed.
 pub fn lookup(r: &Running, node: &str, name: &str) -> Option<Ipv4Addr> {
     let dir = state::dir(&r.lab.name);
-    let o = probe::client(r, &dir, node, &["nslookup".into(), "-timeout=1".into(), name.into()]).ok()?;
+    let o = probe::client(
+        r,
+        &dir,
+        node,
+        &["nslookup".into(), "-timeout=1".into(), name.into()],
+    )
+    .ok()?;
     probe::parse_nslookup(&String::from_utf8_lossy(&o.stdout))
 }
 
@@ -149,7 +158,8 @@ fn writer_binary(dir: &std::path::Path, node: &str) -> Result<std::path::PathBuf
     if !dest.exists() {
         let exe = std::env::current_exe().context("find the vpclab binary")?;
         if std::fs::hard_link(&exe, &dest).is_err() {
-            std::fs::copy(&exe, &dest).with_context(|| format!("copy vpclab to {}", dest.display()))?;
+            std::fs::copy(&exe, &dest)
+                .with_context(|| format!("copy vpclab to {}", dest.display()))?;
         }
     }
     Ok(dest)
@@ -184,7 +194,10 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
     // The drill's table, created through the primary (it replicates).
     let run_id = (database::unix_now() * 1000.0) as u64;
     {
-        let mut c = mariadb::admin(&database::paths(&dir, &primary_before.name), Duration::from_secs(5))?;
+        let mut c = mariadb::admin(
+            &database::paths(&dir, &primary_before.name),
+            Duration::from_secs(5),
+        )?;
         c.query_drop(format!(
             "CREATE TABLE IF NOT EXISTS `{}`.{} (run BIGINT NOT NULL, seq BIGINT NOT NULL, at DATETIME(6) NOT NULL, PRIMARY KEY (run, seq))",
             d.database_name,
@@ -199,7 +212,8 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
     let sampler = {
         let stop = stop_sampling.clone();
         let samples = samples.clone();
-        let nodes: Vec<mariadb::Paths> = d.nodes().map(|n| database::paths(&dir, &n.name)).collect();
+        let nodes: Vec<mariadb::Paths> =
+            d.nodes().map(|n| database::paths(&dir, &n.name)).collect();
         std::thread::spawn(move || {
             let mut conns: Vec<Option<mysql::Conn>> = nodes.iter().map(|_| None).collect();
             while !stop.load(Ordering::SeqCst) {
@@ -208,7 +222,9 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
                     if c.is_none() {
                         *c = mariadb::admin(p, Duration::from_millis(300)).ok();
                     }
-                    let ro: Option<i64> = c.as_mut().and_then(|c| c.query_first("SELECT @@GLOBAL.read_only").ok().flatten());
+                    let ro: Option<i64> = c
+                        .as_mut()
+                        .and_then(|c| c.query_first("SELECT @@GLOBAL.read_only").ok().flatten());
                     match ro {
                         Some(0) => writable += 1,
                         Some(_) => {}
@@ -233,7 +249,14 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
     let cnf = dir.join("keys").join(format!("{db}.app.cnf"));
     let mut child = env
         .command(&exe)?
-        .args(["drill-writer", "--host", &d.endpoint, "--port", &d.port.to_string(), "--run"])
+        .args([
+            "drill-writer",
+            "--host",
+            &d.endpoint,
+            "--port",
+            &d.port.to_string(),
+            "--run",
+        ])
         .arg(run_id.to_string())
         .arg("--option-file")
         .arg(&cnf)
@@ -276,9 +299,11 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
         Ok(())
     };
     let result = (|| -> Result<(f64, f64)> {
-        wait_for("the writer got no write through the endpoint", Duration::from_secs(10), &|| {
-            acks(&lines).len() >= 20
-        })?;
+        wait_for(
+            "the writer got no write through the endpoint",
+            Duration::from_secs(10),
+            &|| acks(&lines).len() >= 20,
+        )?;
         let t0 = database::unix_now();
         match &trigger {
             Trigger::Reboot => {
@@ -297,11 +322,17 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
                     .state
                     .processes
                     .iter()
-                    .find(|p| p.node == primary_before.name && p.what == database::WHAT && p.alive())
+                    .find(|p| {
+                        p.node == primary_before.name && p.what == database::WHAT && p.alive()
+                    })
                     .context("the primary's server process is not running")?;
-                let server = mariadb::server_pid(wrapper.pid).context("find mariadbd under its wrapper")?;
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL)
-                    .context("kill -9 the primary's mariadbd")?;
+                let server =
+                    mariadb::server_pid(wrapper.pid).context("find mariadbd under its wrapper")?;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(server),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .context("kill -9 the primary's mariadbd")?;
             }
             Trigger::Az(az) => {
                 az::outage(&r.lab.name, az)?;
@@ -310,16 +341,22 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
         let lab_name = r.lab.name.clone();
         let old = primary_before.name.clone();
         let dbn = db.clone();
-        wait_for("the database did not fail over", Duration::from_secs(30), &|| {
-            running(Some(&lab_name))
-                .ok()
-                .and_then(|now| database::roles(&now.lab, &dbn).ok())
-                .is_some_and(|(p, _)| p.name != old)
-        })?;
+        wait_for(
+            "the database did not fail over",
+            Duration::from_secs(30),
+            &|| {
+                running(Some(&lab_name))
+                    .ok()
+                    .and_then(|now| database::roles(&now.lab, &dbn).ok())
+                    .is_some_and(|(p, _)| p.name != old)
+            },
+        )?;
         // Writes must flow again for a while after the failover.
-        wait_for("writes did not resume after the failover", Duration::from_secs(30), &|| {
-            acks(&lines).iter().filter(|(_, t)| *t > t0).count() >= 20
-        })?;
+        wait_for(
+            "writes did not resume after the failover",
+            Duration::from_secs(30),
+            &|| acks(&lines).iter().filter(|(_, t)| *t > t0).count() >= 20,
+        )?;
         Ok((t0, database::unix_now()))
     })();
 
@@ -359,7 +396,10 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
     }
 
     let present: BTreeSet<u64> = {
-        let mut c = mariadb::admin(&database::paths(&dir, &primary_after.name), Duration::from_secs(5))?;
+        let mut c = mariadb::admin(
+            &database::paths(&dir, &primary_after.name),
+            Duration::from_secs(5),
+        )?;
         c.query::<u64, _>(format!(
             "SELECT seq FROM `{}`.{} WHERE run = {run_id}",
             d.database_name,
@@ -378,13 +418,25 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
         .filter(|e| e.database == db && e.at >= t0 - 0.05 && e.at <= t_end + 1.0)
         .collect();
     let mut timeline = vec![
-        entry(t0, t0, match &trigger {
-            Trigger::Reboot => format!("reboot {} with failover", primary_before.name),
-            Trigger::Kill => format!("kill -9 mariadbd on {}", primary_before.name),
-            Trigger::Az(az) => format!("{az} goes down"),
-        }),
-        entry(t0, gap_from, "last acknowledged write before the outage".into()),
-        entry(t0, gap_to, "first acknowledged write after the outage".into()),
+        entry(
+            t0,
+            t0,
+            match &trigger {
+                Trigger::Reboot => format!("reboot {} with failover", primary_before.name),
+                Trigger::Kill => format!("kill -9 mariadbd on {}", primary_before.name),
+                Trigger::Az(az) => format!("{az} goes down"),
+            },
+        ),
+        entry(
+            t0,
+            gap_from,
+            "last acknowledged write before the outage".into(),
+        ),
+        entry(
+            t0,
+            gap_to,
+            "first acknowledged write after the outage".into(),
+        ),
     ];
     if let Some((t, m)) = errors.iter().find(|(t, _)| *t >= t0 - 0.05) {
         timeline.push(entry(t0, *t, format!("writer: first error: {m}")));
@@ -453,7 +505,10 @@ pub fn render(r: &Report) -> String {
         r.lost,
         if r.lost == 0 { "" } else { "  <-- LOST WRITES" }
     ));
-    o.push_str(&format!("errors         {} failed attempts while the endpoint moved\n", r.errors));
+    o.push_str(&format!(
+        "errors         {} failed attempts while the endpoint moved\n",
+        r.errors
+    ));
     o.push_str(&format!(
         "endpoint       {} before, {} after (nslookup on {})\n",
         ip(r.before),
@@ -468,7 +523,11 @@ pub fn render(r: &Report) -> String {
         "writable       {} samples of both servers' read_only, {} with two writable{}\n",
         r.writable_samples,
         r.two_writable,
-        if r.two_writable == 0 { "" } else { "  <-- SPLIT BRAIN" }
+        if r.two_writable == 0 {
+            ""
+        } else {
+            "  <-- SPLIT BRAIN"
+        }
     ));
     o
 }

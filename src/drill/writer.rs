@@ -73,7 +73,12 @@ pub fn run(host: &str, port: u16, option_file: &Path, run_id: u64, pause: Durati
             None => match mysql::Conn::new(opts.clone()) {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
-                    writeln!(out, "err {} connect: {}", now_ms(), one_line(&e.to_string()))?;
+                    writeln!(
+                        out,
+                        "err {} connect: {}",
+                        now_ms(),
+                        one_line(&e.to_string())
+                    )?;
                     out.flush()?;
                     std::thread::sleep(Duration::from_millis(20));
                     continue;

@@ -114,7 +114,9 @@ impl<'p> Applier<'p> {
                     s.spawn(|| {
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(ns) = plan.namespaces.get(i) else { break };
+                            let Some(ns) = plan.namespaces.get(i) else {
+                                break;
+                            };
                             if first_err.lock().unwrap().is_some() {
                                 break;
                             }
@@ -163,7 +165,10 @@ impl<'p> Applier<'p> {
             }
         }
         stream::iter(bridges.into_iter().map(Ok))
-            .try_for_each_concurrent(IN_FLIGHT, |(nl, b, i)| async move { nl.add_bridge(b, i).await })
+            .try_for_each_concurrent(
+                IN_FLIGHT,
+                |(nl, b, i)| async move { nl.add_bridge(b, i).await },
+            )
             .await?;
         let alias = format!("vpclab:{}", self.plan.lab);
         let mut veths = Vec::new();
@@ -196,7 +201,12 @@ impl<'p> Applier<'p> {
         let mut addrs = Vec::new();
         for ns in &self.plan.namespaces {
             for a in &ns.addresses {
-                addrs.push((self.nl(&ns.name)?, a, self.idx.get(&ns.name, &a.dev)?, &ns.name));
+                addrs.push((
+                    self.nl(&ns.name)?,
+                    a,
+                    self.idx.get(&ns.name, &a.dev)?,
+                    &ns.name,
+                ));
             }
         }
         stream::iter(addrs.into_iter().map(Ok))
@@ -210,7 +220,12 @@ impl<'p> Applier<'p> {
         let mut ups = Vec::new();
         for ns in &self.plan.namespaces {
             for b in &ns.bridges {
-                ups.push((self.nl(&ns.name)?, self.idx.get(&ns.name, b)?, b.clone(), None));
+                ups.push((
+                    self.nl(&ns.name)?,
+                    self.idx.get(&ns.name, b)?,
+                    b.clone(),
+                    None,
+                ));
             }
         }
         for v in &self.plan.veths {
@@ -266,8 +281,11 @@ impl<'p> Applier<'p> {
 /// Everything done inside one new namespace, on the thread that created it.
 fn create_one(ns: &Netns, rt: &tokio::runtime::Handle) -> Result<Netlink> {
     netns::create_and(&ns.name, || {
-        let (early, late): (Vec<_>, Vec<_>) =
-            ns.sysctls.iter().cloned().partition(|s| !sysctl::after_firewall(s));
+        let (early, late): (Vec<_>, Vec<_>) = ns
+            .sysctls
+            .iter()
+            .cloned()
+            .partition(|s| !sysctl::after_firewall(s));
         sysctl::apply(&early)?;
         let nl = Netlink::open_here(rt)?;
         rt.block_on(nl.up(1, "lo", None))?;

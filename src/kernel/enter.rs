@@ -79,7 +79,10 @@ impl HostEnv {
         let run = match &self.private_run {
             None => None,
             Some(r) => {
-                anyhow::ensure!(r.keep.len() <= MAX_KEEP, "at most {MAX_KEEP} kept directories");
+                anyhow::ensure!(
+                    r.keep.len() <= MAX_KEEP,
+                    "at most {MAX_KEEP} kept directories"
+                );
                 let mut keep = Vec::new();
                 for k in &r.keep {
                     anyhow::ensure!(

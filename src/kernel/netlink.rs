@@ -95,8 +95,17 @@ impl Netlink {
 
     pub async fn index_of(&self, name: &str) -> Result<u32> {
         use futures::TryStreamExt;
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
-        match links.try_next().await.with_context(|| format!("find link {name}"))? {
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
+        match links
+            .try_next()
+            .await
+            .with_context(|| format!("find link {name}"))?
+        {
             Some(msg) => Ok(msg.header.index),
             None => anyhow::bail!("no link {name}"),
         }

@@ -6,13 +6,13 @@ use crate::plan::firewall::{
     Addr, Chain, CtState, Family, Hook, L4, Match, Policy, Rule, Set, TABLE, Table, Verdict,
 };
 use anyhow::{Context, Result, bail};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use nftables::expr::{self, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
 use nftables::schema::{self, NfListObject, NfObject, Nftables, SetType, SetTypeValue};
 use nftables::stmt::{self, Counter, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 fn family(f: Family) -> NfFamily {
     match f {
@@ -118,7 +118,11 @@ fn meta(key: MetaKey) -> Expression<'static> {
     Expression::Named(NamedExpression::Meta(Meta { key }))
 }
 
-fn cmp(left: Expression<'static>, op: stmt::Operator, right: Expression<'static>) -> Statement<'static> {
+fn cmp(
+    left: Expression<'static>,
+    op: stmt::Operator,
+    right: Expression<'static>,
+) -> Statement<'static> {
     Statement::Match(stmt::Match { left, right, op })
 }
 
@@ -155,7 +159,10 @@ fn matches(m: &Match) -> Statement<'static> {
                 Expression::Number(u32::from(*a))
             } else {
                 Expression::Range(Box::new(expr::Range {
-                    range: [Expression::Number(u32::from(*a)), Expression::Number(u32::from(*b))],
+                    range: [
+                        Expression::Number(u32::from(*a)),
+                        Expression::Number(u32::from(*b)),
+                    ],
                 }))
             };
             cmp(field(l4(*p), "dport"), EQ, right)
@@ -184,7 +191,10 @@ fn verdict(v: &Verdict) -> Statement<'static> {
             family: Some(stmt::NATFamily::IP),
             port: ports.map(|(a, b)| {
                 Expression::Range(Box::new(expr::Range {
-                    range: [Expression::Number(u32::from(a)), Expression::Number(u32::from(b))],
+                    range: [
+                        Expression::Number(u32::from(a)),
+                        Expression::Number(u32::from(b)),
+                    ],
                 }))
             }),
             flags: None,

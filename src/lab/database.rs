@@ -88,7 +88,8 @@ pub fn start_server(plan: &Plan, state_dir: &Path, node: &str, as_standby: bool)
 
 /// Records a (re)started server, replacing the record of its previous process.
 pub fn record(st: &mut State, p: &Proc) {
-    st.processes.retain(|x| !(x.node == p.node && x.what == WHAT));
+    st.processes
+        .retain(|x| !(x.node == p.node && x.what == WHAT));
     st.processes.push(p.clone());
 }
 
@@ -128,7 +129,8 @@ fn bring_up_one(
             })
             .collect();
         for j in jobs {
-            j.join().unwrap_or_else(|_| bail!("preparing a datadir panicked"))?;
+            j.join()
+                .unwrap_or_else(|_| bail!("preparing a datadir panicked"))?;
         }
         Ok(())
     })?;
@@ -149,7 +151,10 @@ fn bring_up_one(
             })
             .collect();
         jobs.into_iter()
-            .map(|j| j.join().unwrap_or_else(|_| bail!("waiting for mariadbd panicked")))
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| bail!("waiting for mariadbd panicked"))
+            })
             .collect::<Result<Vec<_>>>()
     })?;
 
@@ -231,7 +236,11 @@ impl Events {
         };
         if let Ok(line) = serde_json::to_string(&e) {
             use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.file) {
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.file)
+            {
                 let _ = writeln!(f, "{line}");
             }
         }
@@ -274,10 +283,9 @@ pub fn roles(lab: &Lab, db: &str) -> Result<(DbNode, DbNode)> {
     let d = lab
         .database(db)
         .with_context(|| format!("lab `{}` has no database `{db}`", lab.name))?;
-    let standby = d
-        .standby
-        .clone()
-        .with_context(|| format!("database `{db}` is not Multi-AZ: it has no standby to fail over to"))?;
+    let standby = d.standby.clone().with_context(|| {
+        format!("database `{db}` is not Multi-AZ: it has no standby to fail over to")
+    })?;
     Ok((d.primary.clone(), standby))
 }
 
@@ -340,7 +348,10 @@ pub fn failover(
         Cause::Reboot => {
             let mut p = mariadb::admin(&paths(&dir, &old.name), Duration::from_secs(5))?;
             let pos = mariadb::fence(&mut p, &creds)?;
-            ev.push(format!("primary {} is read-only and closed to clients", old.name));
+            ev.push(format!(
+                "primary {} is read-only and closed to clients",
+                old.name
+            ));
             pos
         }
         Cause::Unhealthy => mariadb::status(&mut standby)?.gtid_io_pos,
@@ -353,10 +364,15 @@ pub fn failover(
     let old_gone = r.state.runtime.azs_down.contains(old_az);
     mariadb::promote(&mut standby, &creds, !old_gone)?;
     if old_gone {
-        ev.push(format!("{} replicates to nobody until {old_az} is back", new.name));
+        ev.push(format!(
+            "{} replicates to nobody until {old_az} is back",
+            new.name
+        ));
     }
     super::state::State::modify(lab_name, |st| {
-        st.runtime.primaries.insert(db.to_string(), new.name.clone());
+        st.runtime
+            .primaries
+            .insert(db.to_string(), new.name.clone());
         Ok(())
     })?;
     flip()?;
@@ -390,7 +406,10 @@ pub fn rejoin(lab_name: &str, db: &str, node: &str, ev: &mut Events) -> Result<(
     let mut pc = mariadb::admin(&paths(&dir, &primary.name), Duration::from_secs(5))?;
     mariadb::become_semi_sync_master(&mut pc)?;
     wait_replicating(&mut pc, &mut c, Duration::from_secs(30))?;
-    ev.push(format!("{node} rebooted and rejoined as the standby of {}", primary.name));
+    ev.push(format!(
+        "{node} rebooted and rejoined as the standby of {}",
+        primary.name
+    ));
     Ok(())
 }
 
@@ -402,7 +421,11 @@ pub fn reboot_in_place(lab_name: &str, db: &str, ev: &mut Events) -> Result<()> 
     let (primary, standby) = match roles(&r.lab, db) {
         Ok((p, s)) => (p, Some(s)),
         Err(_) => (
-            r.lab.database(db).with_context(|| format!("no database `{db}`"))?.primary.clone(),
+            r.lab
+                .database(db)
+                .with_context(|| format!("no database `{db}`"))?
+                .primary
+                .clone(),
             None,
         ),
     };

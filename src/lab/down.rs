@@ -92,9 +92,7 @@ pub fn down(lab: &str) -> DownReport {
     if dir.exists() {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => r.state_dir = true,
-            Err(e) => r
-                .failures
-                .push(format!("remove {}: {e}", dir.display())),
+            Err(e) => r.failures.push(format!("remove {}: {e}", dir.display())),
         }
     }
     r

@@ -20,7 +20,14 @@ pub fn host_dir(state_dir: &Path, node: &str) -> PathBuf {
     state_dir.join("hosts").join(node)
 }
 
-const ETC_FILES: [&str; 6] = ["resolv.conf", "hosts", "hostname", "passwd", "group", "shadow"];
+const ETC_FILES: [&str; 6] = [
+    "resolv.conf",
+    "hosts",
+    "hostname",
+    "passwd",
+    "group",
+    "shadow",
+];
 
 /// Writes every host's files. `account` is ec2-user's uid/gid on this machine.
 pub fn write_files(plan: &Plan, state_dir: &Path, account: Account) -> Result<()> {

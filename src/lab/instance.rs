@@ -44,7 +44,11 @@ pub fn stop(lab: Option<&str>, name: &str) -> Result<Change> {
         bail!("instance `{name}` is already stopped\n  hint: `vpclab start {name}` starts it");
     }
     let before = instance_public(&r.lab, name);
-    let ns = r.plan.netns(name).map(|n| n.name.clone()).context("no namespace")?;
+    let ns = r
+        .plan
+        .netns(name)
+        .map(|n| n.name.clone())
+        .context("no namespace")?;
 
     // Its programs stop, its interface goes down: nothing answers at its addresses.
     let inode = netns::inode(&ns).with_context(|| format!("namespace {ns} is gone"))?;
@@ -134,7 +138,9 @@ fn commit(lab: &str, change: impl FnOnce(&mut State)) -> Result<Running> {
 /// A new auto-assigned public IP: the lowest free address of the pool (from its tenth),
 /// never the one the instance just gave up.
 fn next_public_ip(lab: &Lab, previous: Ipv4Addr) -> Result<Ipv4Addr> {
-    let mut used: HashSet<Ipv4Addr> = crate::plan::network::public_addresses(lab).into_iter().collect();
+    let mut used: HashSet<Ipv4Addr> = crate::plan::network::public_addresses(lab)
+        .into_iter()
+        .collect();
     used.extend(lab.internet.iter().map(|h| h.ip));
     used.insert(crate::topology::validate::INTERNET_RESOLVER);
     used.insert(previous);

@@ -15,8 +15,8 @@ pub mod supervisor;
 pub mod up;
 
 use crate::plan::{self, Plan};
-use crate::topology::{self, Lab, Source};
 use crate::topology::PublicIp;
+use crate::topology::{self, Lab, Source};
 use anyhow::{Context, Result, bail};
 use state::{Runtime, State};
 

@@ -30,7 +30,10 @@ impl Progress {
         if self.tty {
             eprint!("\r");
         }
-        eprintln!("  {step:<12} {what} ({:.0} ms)", took.as_secs_f64() * 1000.0);
+        eprintln!(
+            "  {step:<12} {what} ({:.0} ms)",
+            took.as_secs_f64() * 1000.0
+        );
     }
 
     pub fn fail(&mut self) {

@@ -216,6 +216,9 @@ mod tests {
             start_time: a + 1,
             ..p
         };
-        assert!(!stale.alive(), "a different start time is a different process");
+        assert!(
+            !stale.alive(),
+            "a different start time is a different process"
+        );
     }
 }

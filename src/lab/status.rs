@@ -92,9 +92,9 @@ pub fn status(r: &Running) -> Status {
         for srv in &d.servers {
             match &srv.server {
                 None => problems.push(format!("database server {} does not answer", srv.node)),
-                Some(st) if srv.role == "standby" && !(st.io_running && st.sql_running) => problems.push(
-                    format!("standby {} is not replicating", srv.node),
-                ),
+                Some(st) if srv.role == "standby" && !(st.io_running && st.sql_running) => {
+                    problems.push(format!("standby {} is not replicating", srv.node))
+                }
                 _ => {}
             }
         }
@@ -157,7 +157,10 @@ pub fn render(s: &Status) -> String {
         age(s.age_seconds),
         s.source
     );
-    o.push_str(&format!("namespaces: {present}/{} present\n", s.namespaces.len()));
+    o.push_str(&format!(
+        "namespaces: {present}/{} present\n",
+        s.namespaces.len()
+    ));
     for n in &s.namespaces {
         o.push_str(&format!(
             "  {:<4} {:<18} {:<17} {}\n",
@@ -186,13 +189,21 @@ pub fn render(s: &Status) -> String {
                 None => "not answering".to_string(),
                 Some(st) if srv.role == "primary" => format!(
                     "{}, semi-sync standbys {}, gtid {}",
-                    if st.read_only { "read-only" } else { "writable" },
+                    if st.read_only {
+                        "read-only"
+                    } else {
+                        "writable"
+                    },
                     st.semi_sync_clients,
                     st.gtid_binlog_pos
                 ),
                 Some(st) => format!(
                     "{}, replicating from {} (io {}, sql {}), lag {}, gtid {}",
-                    if st.read_only { "read-only" } else { "WRITABLE" },
+                    if st.read_only {
+                        "read-only"
+                    } else {
+                        "WRITABLE"
+                    },
                     st.replicating_from.as_deref().unwrap_or("nobody"),
                     if st.io_running { "yes" } else { "NO" },
                     if st.sql_running { "yes" } else { "NO" },

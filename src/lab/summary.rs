@@ -16,7 +16,11 @@ pub fn render(lab: &Lab, plan: &Plan) -> String {
         lab.region
     );
     let _ = writeln!(w, "\nSubnets");
-    let _ = writeln!(w, "  {:<14} {:<17} {:<15} {:<13} type", "name", "AZ", "CIDR", "route table");
+    let _ = writeln!(
+        w,
+        "  {:<14} {:<17} {:<15} {:<13} type",
+        "name", "AZ", "CIDR", "route table"
+    );
     for s in &lab.subnets {
         let _ = writeln!(
             w,
@@ -39,7 +43,11 @@ pub fn render(lab: &Lab, plan: &Plan) -> String {
         }
     }
     if let Some(igw) = &lab.internet_gateway {
-        let _ = writeln!(w, "\nInternet gateway {igw} ({})", aws_id("igw", &lab.name, igw));
+        let _ = writeln!(
+            w,
+            "\nInternet gateway {igw} ({})",
+            aws_id("igw", &lab.name, igw)
+        );
     }
     for n in &lab.nat_gateways {
         let _ = writeln!(
@@ -86,16 +94,26 @@ pub fn render(lab: &Lab, plan: &Plan) -> String {
         }
     }
     for d in &lab.databases {
-        let _ = writeln!(w, "\nDatabase         {} ({}, Multi-AZ: {})", d.name, d.engine, if d.multi_az { "yes" } else { "no" });
+        let _ = writeln!(
+            w,
+            "\nDatabase         {} ({}, Multi-AZ: {})",
+            d.name,
+            d.engine,
+            if d.multi_az { "yes" } else { "no" }
+        );
         let _ = writeln!(w, "  endpoint       {}:{}", d.endpoint, d.port);
-        for (role, n) in std::iter::once(("primary", &d.primary)).chain(d.standby.iter().map(|s| ("standby", s))) {
+        for (role, n) in
+            std::iter::once(("primary", &d.primary)).chain(d.standby.iter().map(|s| ("standby", s)))
+        {
             let _ = writeln!(
                 w,
                 "  {role:<14} {} in {} ({}) {}",
                 n.name,
                 lab.subnets[n.subnet].az,
                 n.private_ip,
-                n.public_ip.map(|p| format!("public {p}")).unwrap_or_default()
+                n.public_ip
+                    .map(|p| format!("public {p}"))
+                    .unwrap_or_default()
             );
         }
     }

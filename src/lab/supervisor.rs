@@ -15,11 +15,11 @@ use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::OnceLock;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -45,7 +45,9 @@ pub fn start(lab: &str, st: &mut State) -> Result<Proc> {
     // SAFETY: setsid is async-signal-safe.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         });
     }
     let child = cmd.spawn().context("start the supervisor")?;
@@ -66,7 +68,10 @@ pub fn start(lab: &str, st: &mut State) -> Result<Proc> {
             );
         }
         if Instant::now() > deadline {
-            bail!("the supervisor did not answer within 10 s (log: {})", log_path.display());
+            bail!(
+                "the supervisor did not answer within 10 s (log: {})",
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -103,10 +108,13 @@ pub fn run(lab: &str) -> Result<()> {
         }
         let sock = control::socket_path(lab);
         let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock)
-            .with_context(|| format!("listen on {}", sock.display()))?;
+        let listener =
+            UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
-        eprintln!("vpclab supervisor of lab `{lab}` ready (pid {})", std::process::id());
+        eprintln!(
+            "vpclab supervisor of lab `{lab}` ready (pid {})",
+            std::process::id()
+        );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
@@ -127,10 +135,7 @@ pub fn run(lab: &str) -> Result<()> {
 }
 
 /// Answers one request; returns true when asked to shut down.
-async fn handle(
-    stream: tokio::net::UnixStream,
-    served: Arc<tokio::sync::Mutex<Served>>,
-) -> bool {
+async fn handle(stream: tokio::net::UnixStream, served: Arc<tokio::sync::Mutex<Served>>) -> bool {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(rd).read_line(&mut line).await.is_err() {
@@ -226,7 +231,9 @@ fn bind_in(ns: &str, addrs: &[Ipv4Addr], port: u16) -> Result<(Vec<UdpSocket>, V
 /// Binds the lab's service sockets inside its namespaces and starts serving.
 async fn serve_lab(r: &Running) -> Result<()> {
     let world = World {
-        vpc: Arc::new(ArcSwap::from_pointee(dns::Zone::new(&r.plan.dns.vpc.records))),
+        vpc: Arc::new(ArcSwap::from_pointee(dns::Zone::new(
+            &r.plan.dns.vpc.records,
+        ))),
         internet: Arc::new(ArcSwap::from_pointee(dns::Zone::new(
             &r.plan.dns.internet.records,
         ))),
@@ -247,7 +254,8 @@ async fn serve_lab(r: &Running) -> Result<()> {
 /// Swaps in what the lab looks like now (DNS records, instance metadata).
 fn reload(r: &Running) -> Result<()> {
     let w = WORLD.get().context("not serving yet")?;
-    w.vpc.store(Arc::new(dns::Zone::new(&r.plan.dns.vpc.records)));
+    w.vpc
+        .store(Arc::new(dns::Zone::new(&r.plan.dns.vpc.records)));
     w.internet
         .store(Arc::new(dns::Zone::new(&r.plan.dns.internet.records)));
     w.metadata.store(Arc::new(metadata_table(r)));
@@ -315,7 +323,9 @@ fn reboot(
     if failover {
         let r = running(Some(lab))?;
         let (old, _) = database::roles(&r.lab, db)?;
-        database::failover(lab, db, database::Cause::Reboot, &mut ev, &|| reload_lab(lab))?;
+        database::failover(lab, db, database::Cause::Reboot, &mut ev, &|| {
+            reload_lab(lab)
+        })?;
         database::rejoin(lab, db, &old.name, &mut ev)?;
     } else {
         database::reboot_in_place(lab, db, &mut ev)?;
@@ -347,17 +357,25 @@ fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Resul
                 if failures == 0 {
                     std::thread::sleep(interval);
                 }
-                let Ok((primary, _)) = database::roles(&r.lab, &db) else { return };
+                let Ok((primary, _)) = database::roles(&r.lab, &db) else {
+                    return;
+                };
                 let port = r.lab.database(&db).map(|d| d.port).unwrap_or(3306);
                 let _one_at_a_time = ops.lock().unwrap_or_else(|p| p.into_inner());
                 // Re-read after waiting for the lock: a reboot may have moved the primary.
                 let Ok(now) = running(Some(&lab)) else { return };
-                let Ok((current, _)) = database::roles(&now.lab, &db) else { return };
+                let Ok((current, _)) = database::roles(&now.lab, &db) else {
+                    return;
+                };
                 if current.name != primary.name {
                     failures = 0;
                     continue;
                 }
-                if healthy(primary.private_ip, port, interval.clamp(Duration::from_millis(100), Duration::from_millis(250))) {
+                if healthy(
+                    primary.private_ip,
+                    port,
+                    interval.clamp(Duration::from_millis(100), Duration::from_millis(250)),
+                ) {
                     failures = 0;
                     continue;
                 }
@@ -367,13 +385,10 @@ fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Resul
                 }
                 failures = 0;
                 let mut ev = database::Events::new(&lab, &db);
-                let flipped = database::failover(
-                    &lab,
-                    &db,
-                    database::Cause::Unhealthy,
-                    &mut ev,
-                    &|| reload_lab(&lab),
-                );
+                let flipped =
+                    database::failover(&lab, &db, database::Cause::Unhealthy, &mut ev, &|| {
+                        reload_lab(&lab)
+                    });
                 if let Err(e) = flipped {
                     ev.push(format!("failover failed: {e:#}"));
                     continue;

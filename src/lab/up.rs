@@ -127,7 +127,10 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
                 .databases
                 .iter()
                 .map(|d| match &d.standby {
-                    Some(s) => format!("{} (primary {}, standby {} replicating)", d.name, d.primary.name, s.name),
+                    Some(s) => format!(
+                        "{} (primary {}, standby {} replicating)",
+                        d.name, d.primary.name, s.name
+                    ),
                     None => format!("{} ({})", d.name, d.primary.name),
                 })
                 .collect();
@@ -203,7 +206,11 @@ fn start_services(
             "{} key pair{}, {}",
             keys.len(),
             if keys.len() == 1 { "" } else { "s" },
-            if what.is_empty() { "no services".into() } else { what.join(", ") }
+            if what.is_empty() {
+                "no services".into()
+            } else {
+                what.join(", ")
+            }
         ),
         t.elapsed(),
     );
@@ -216,7 +223,10 @@ fn step_summary(plan: &Plan, step: &str) -> String {
         "namespaces" => format!(
             "{} namespaces, {} nftables rulesets",
             plan.namespaces.len(),
-            plan.namespaces.iter().filter(|n| n.firewall.is_some()).count()
+            plan.namespaces
+                .iter()
+                .filter(|n| n.firewall.is_some())
+                .count()
         ),
         "links" => format!(
             "{} bridges, {} veth pairs",

@@ -75,14 +75,23 @@ pub fn compile(lab: &Lab) -> DnsPlan {
             }
         }
         let primary = &d.primary;
-        vpc.push(endpoint(&d.endpoint, lab.private_dns_name(primary.private_ip)));
+        vpc.push(endpoint(
+            &d.endpoint,
+            lab.private_dns_name(primary.private_ip),
+        ));
         // A private database's endpoint still resolves on the internet, to a private
         // address nobody there can reach: what AWS publishes too.
         match primary.public_ip {
             Some(public) => inet.push(endpoint(&d.endpoint, lab.public_dns_name(public))),
             None => {
-                inet.push(endpoint(&d.endpoint, lab.private_dns_name(primary.private_ip)));
-                inet.push(a(lab.private_dns_name(primary.private_ip), primary.private_ip));
+                inet.push(endpoint(
+                    &d.endpoint,
+                    lab.private_dns_name(primary.private_ip),
+                ));
+                inet.push(a(
+                    lab.private_dns_name(primary.private_ip),
+                    primary.private_ip,
+                ));
             }
         }
     }

@@ -203,7 +203,11 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
         }
     }
     for n in &lab.nat_gateways {
-        mappings.push((n.private_ip, lab.elastic_ips[n.elastic_ip].address, n.name.clone()));
+        mappings.push((
+            n.private_ip,
+            lab.elastic_ips[n.elastic_ip].address,
+            n.name.clone(),
+        ));
     }
     for d in &lab.databases {
         for node in d.nodes() {
@@ -260,7 +264,9 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
                             Match::NotSaddr(Addr::Set("mapped".into())),
                         ],
                         Verdict::Drop,
-                        format!("{igw}: source has no public IP (IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS)"),
+                        format!(
+                            "{igw}: source has no public IP (IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS)"
+                        ),
                     ),
                     rule(
                         vec![Match::NotIif(vpc_if.into()), Match::NotDaddr(vpc)],
@@ -303,7 +309,10 @@ pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Ta
                     addr: private_ip,
                     ports: Some((1024, 65535)),
                 },
-                format!("{name}: port address translation to {private_ip} ({})", p.as_str()),
+                format!(
+                    "{name}: port address translation to {private_ip} ({})",
+                    p.as_str()
+                ),
             )
         })
         .collect();
@@ -385,7 +394,10 @@ pub fn security_groups(lab: &Lab, groups: &[usize], managed: &[Managed]) -> Tabl
     ];
     for m in managed {
         inbound.push(rule(
-            vec![Match::Saddr(host(m.from)), Match::Dport(L4::Tcp, m.port, m.port)],
+            vec![
+                Match::Saddr(host(m.from)),
+                Match::Dport(L4::Tcp, m.port, m.port),
+            ],
             Verdict::Accept,
             m.why.clone(),
         ));

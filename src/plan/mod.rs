@@ -165,7 +165,10 @@ impl Host {
         if let Some(search) = &self.search {
             s.push_str(&format!("search {search}\n"));
         }
-        s.push_str(&format!("nameserver {}\noptions timeout:1 attempts:2\n", self.nameserver));
+        s.push_str(&format!(
+            "nameserver {}\noptions timeout:1 attempts:2\n",
+            self.nameserver
+        ));
         s
     }
 

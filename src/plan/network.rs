@@ -11,8 +11,10 @@ pub const ROUTER: &str = "vpc-router";
 pub const INTERNET: &str = "internet";
 /// Router <-> internet gateway, and internet gateway <-> internet: point-to-point links
 /// on link-local /30s, which never collide with a lab's own addresses.
-const ROUTER_IGW: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(169, 254, 1, 1), Ipv4Addr::new(169, 254, 1, 2));
-const IGW_INET: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(169, 254, 2, 1), Ipv4Addr::new(169, 254, 2, 2));
+const ROUTER_IGW: (Ipv4Addr, Ipv4Addr) =
+    (Ipv4Addr::new(169, 254, 1, 1), Ipv4Addr::new(169, 254, 1, 2));
+const IGW_INET: (Ipv4Addr, Ipv4Addr) =
+    (Ipv4Addr::new(169, 254, 2, 1), Ipv4Addr::new(169, 254, 2, 2));
 /// The VPC resolver's link-local address and the instance metadata service.
 pub const RESOLVER_LINK_LOCAL: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 253);
 pub const METADATA: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
@@ -159,24 +161,26 @@ pub fn compile(lab: &Lab) -> Network {
     }
 
     // Hosts inside the VPC: instances, NAT gateways, database servers.
-    let mut attach = |ns: &mut Netns, port_base: &str, subnet: usize, ip: Ipv4Addr, veths: &mut Vec<Veth>| {
-        let s = &lab.subnets[subnet];
-        ns.addresses.push(addr(HOST_IF, net(ip, s.cidr.prefix_len())));
-        ns.routes
-            .push(route(MAIN_TABLE, default_net(), Some(s.gateway()), HOST_IF));
-        veths.push(Veth {
-            a: VethEnd {
-                ns: ns.name.clone(),
-                name: HOST_IF.into(),
-                master: None,
-            },
-            b: VethEnd {
-                ns: router.name.clone(),
-                name: router_ifs.name("p-", port_base),
-                master: Some(bridges[subnet].clone()),
-            },
-        });
-    };
+    let mut attach =
+        |ns: &mut Netns, port_base: &str, subnet: usize, ip: Ipv4Addr, veths: &mut Vec<Veth>| {
+            let s = &lab.subnets[subnet];
+            ns.addresses
+                .push(addr(HOST_IF, net(ip, s.cidr.prefix_len())));
+            ns.routes
+                .push(route(MAIN_TABLE, default_net(), Some(s.gateway()), HOST_IF));
+            veths.push(Veth {
+                a: VethEnd {
+                    ns: ns.name.clone(),
+                    name: HOST_IF.into(),
+                    master: None,
+                },
+                b: VethEnd {
+                    ns: router.name.clone(),
+                    name: router_ifs.name("p-", port_base),
+                    master: Some(bridges[subnet].clone()),
+                },
+            });
+        };
     let mut hosts_in_vpc = Vec::new();
     for n in &lab.nat_gateways {
         let az = &lab.subnets[n.subnet].az;
@@ -201,7 +205,13 @@ pub fn compile(lab: &Lab) -> Network {
         for node in d.nodes() {
             let az = &lab.subnets[node.subnet].az;
             let mut ns = empty_ns(lab, &node.name, Role::Database, Some(az), false);
-            attach(&mut ns, &node.name, node.subnet, node.private_ip, &mut veths);
+            attach(
+                &mut ns,
+                &node.name,
+                node.subnet,
+                node.private_ip,
+                &mut veths,
+            );
             // The pair replicates to each other and the supervisor health-checks from
             // the VPC router: AWS-internal traffic on RDS, outside the security groups.
             let mut managed: Vec<firewall::Managed> = d
@@ -210,7 +220,10 @@ pub fn compile(lab: &Lab) -> Network {
                 .map(|peer| firewall::Managed {
                     from: peer.private_ip,
                     port: d.port,
-                    why: format!("RDS Multi-AZ replication from {} (AWS-managed, not a security group rule)", peer.name),
+                    why: format!(
+                        "RDS Multi-AZ replication from {} (AWS-managed, not a security group rule)",
+                        peer.name
+                    ),
                 })
                 .collect();
             managed.push(firewall::Managed {
@@ -230,11 +243,7 @@ pub fn compile(lab: &Lab) -> Network {
     inet_ifs.name("", INET_HOSTS_BRIDGE);
     inet_ifs.name("", INET_IGW_IF);
     inet.bridges.push(INET_HOSTS_BRIDGE.into());
-    let blocks: BTreeSet<Ipv4Net> = lab
-        .internet
-        .iter()
-        .map(|h| host_block(h.ip))
-        .collect();
+    let blocks: BTreeSet<Ipv4Net> = lab.internet.iter().map(|h| host_block(h.ip)).collect();
     for b in &blocks {
         inet.addresses
             .push(addr(INET_HOSTS_BRIDGE, net(t::offset(b.network(), 1), 24)));
@@ -285,7 +294,9 @@ pub fn compile(lab: &Lab) -> Network {
         ));
         ns.firewall = Some(firewall::internet_gateway(lab, igw, IGW_VPC_IF));
         router_ifs.name("", ROUTER_IGW_IF);
-        router.addresses.push(addr(ROUTER_IGW_IF, net(ROUTER_IGW.0, 30)));
+        router
+            .addresses
+            .push(addr(ROUTER_IGW_IF, net(ROUTER_IGW.0, 30)));
         veths.push(Veth {
             a: VethEnd {
                 ns: router.name.clone(),

@@ -6,11 +6,18 @@ use std::fmt::Write;
 pub fn render(plan: &Plan) -> String {
     let mut o = String::new();
     let w = &mut o;
-    let _ = writeln!(w, "Plan for lab `{}` ({}), VPC {}", plan.lab, plan.region, plan.vpc_cidr);
+    let _ = writeln!(
+        w,
+        "Plan for lab `{}` ({}), VPC {}",
+        plan.lab, plan.region, plan.vpc_cidr
+    );
 
     let _ = writeln!(w, "\nNamespaces ({}):", plan.namespaces.len());
     for n in &plan.namespaces {
-        let az = n.az.as_deref().map(|a| format!("  [{a}]")).unwrap_or_default();
+        let az =
+            n.az.as_deref()
+                .map(|a| format!("  [{a}]"))
+                .unwrap_or_default();
         let _ = writeln!(w, "  {:<34} {}{az}", n.name, n.role.as_str());
     }
 
@@ -67,7 +74,11 @@ pub fn render(plan: &Plan) -> String {
             } else {
                 format!(" table {}", r.table)
             };
-            let _ = writeln!(w, "  {:<16} route  {}{via} dev {}{table}", n.node, r.dst, r.dev);
+            let _ = writeln!(
+                w,
+                "  {:<16} route  {}{via} dev {}{table}",
+                n.node, r.dst, r.dev
+            );
         }
     }
 
@@ -82,7 +93,10 @@ pub fn render(plan: &Plan) -> String {
     }
 
     let _ = writeln!(w, "\nDNS records:");
-    for (label, r) in [("VPC resolver", &plan.dns.vpc), ("internet resolver", &plan.dns.internet)] {
+    for (label, r) in [
+        ("VPC resolver", &plan.dns.vpc),
+        ("internet resolver", &plan.dns.internet),
+    ] {
         let listen: Vec<String> = r.listen.iter().map(|a| a.to_string()).collect();
         let _ = writeln!(w, "  {label} at {}:", listen.join(", "));
         for rec in &r.records {
@@ -100,14 +114,21 @@ pub fn render(plan: &Plan) -> String {
         if let Some(db) = &h.database {
             what.push(format!("mariadb ({db})"));
         }
-        let public = h.public_ip.map(|p| format!(" public {p}")).unwrap_or_default();
+        let public = h
+            .public_ip
+            .map(|p| format!(" public {p}"))
+            .unwrap_or_default();
         let _ = writeln!(
             w,
             "  {:<16} hostname {:<16} private {}{public}  services: {}",
             h.node,
             h.hostname,
             h.private_ip,
-            if what.is_empty() { "-".to_string() } else { what.join(", ") }
+            if what.is_empty() {
+                "-".to_string()
+            } else {
+                what.join(", ")
+            }
         );
     }
     o

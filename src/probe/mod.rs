@@ -62,7 +62,8 @@ pub fn run_all(r: &Running) -> Result<Report> {
         jobs.into_iter()
             .zip(&r.lab.expectations)
             .map(|(j, e)| {
-                j.join().unwrap_or_else(|_| failed(e, "the probe thread panicked".into()))
+                j.join()
+                    .unwrap_or_else(|_| failed(e, "the probe thread panicked".into()))
             })
             .collect()
     });
@@ -114,7 +115,11 @@ fn run_one(r: &Running, dir: &Path, e: &Expectation) -> ProbeResult {
         Outcome::Ok => obs.reached,
         Outcome::Blocked => !obs.reached,
     };
-    let mut observed = if obs.reached { "ok".to_string() } else { "blocked".to_string() };
+    let mut observed = if obs.reached {
+        "ok".to_string()
+    } else {
+        "blocked".to_string()
+    };
     if !obs.detail.is_empty() {
         observed.push_str(&format!(" ({})", obs.detail));
     }
@@ -156,11 +161,12 @@ fn expected_answer(lab: &Lab, e: &Expectation) -> Option<Ipv4Addr> {
         (Answer::Address(ip), _) => Some(*ip),
         (Answer::Private, Some(NodeRef::Instance(i))) => Some(i.private_ip),
         (Answer::Public, Some(NodeRef::Instance(i))) => i.public_ip.address(),
-        (Answer::Primary | Answer::Private, Some(NodeRef::Database(d))) => Some(d.primary.private_ip),
-        (Answer::Public, Some(NodeRef::Database(d))) => d.primary.public_ip,
-        (Answer::Private, Some(NodeRef::Internet(h))) | (Answer::Public, Some(NodeRef::Internet(h))) => {
-            Some(h.ip)
+        (Answer::Primary | Answer::Private, Some(NodeRef::Database(d))) => {
+            Some(d.primary.private_ip)
         }
+        (Answer::Public, Some(NodeRef::Database(d))) => d.primary.public_ip,
+        (Answer::Private, Some(NodeRef::Internet(h)))
+        | (Answer::Public, Some(NodeRef::Internet(h))) => Some(h.ip),
         _ => None,
     }
 }
@@ -197,7 +203,8 @@ fn why(o: &Output) -> String {
         "connection refused"
     } else if l.contains("denied") || l.contains("locked") {
         "access denied"
-    } else if l.contains("nxdomain") || l.contains("can't find") || l.contains("could not resolve") {
+    } else if l.contains("nxdomain") || l.contains("can't find") || l.contains("could not resolve")
+    {
         "name not found"
     } else {
         return text.chars().take(60).collect();
@@ -223,7 +230,11 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
     let s = |v: &str| v.to_string();
     let plain = |o: Output| Observed {
         reached: o.status.success(),
-        detail: if o.status.success() { String::new() } else { why(&o) },
+        detail: if o.status.success() {
+            String::new()
+        } else {
+            why(&o)
+        },
         seen_as: None,
         answer: None,
     };
@@ -234,11 +245,16 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
                 .as_deref()
                 .map(|k| ssh::key_path(dir, k))
                 .unwrap_or_else(|| dir.join("keys/none.pem"));
-            let argv = ssh::client_args(&key, &ssh::known_hosts_path(dir), TIMEOUT, &host, &["true"]);
+            let argv =
+                ssh::client_args(&key, &ssh::known_hosts_path(dir), TIMEOUT, &host, &["true"]);
             plain(client(r, dir, &e.from, &argv)?)
         }
         Check::Http | Check::Https => {
-            let scheme = if e.check == Check::Https { "https" } else { "http" };
+            let scheme = if e.check == Check::Https {
+                "https"
+            } else {
+                "http"
+            };
             let argv = vec![
                 s("curl"),
                 s("-sS"),
@@ -261,7 +277,12 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
             obs
         }
         Check::Dns => {
-            let o = client(r, dir, &e.from, &[s("nslookup"), s("-timeout=1"), host.clone()])?;
+            let o = client(
+                r,
+                dir,
+                &e.from,
+                &[s("nslookup"), s("-timeout=1"), host.clone()],
+            )?;
             let text = String::from_utf8_lossy(&o.stdout);
             let answer = parse_nslookup(&text);
             Observed {
@@ -274,9 +295,12 @@ fn observe(r: &Running, dir: &Path, e: &Expectation, t: &Target) -> Result<Obser
                 answer,
             }
         }
-        Check::Ping => {
-            plain(client(r, dir, &e.from, &[s("ping"), s("-c1"), s("-W1"), host.clone()])?)
-        }
+        Check::Ping => plain(client(
+            r,
+            dir,
+            &e.from,
+            &[s("ping"), s("-c1"), s("-W1"), host.clone()],
+        )?),
         Check::Tcp => {
             let port = e.port.unwrap_or(0).to_string();
             let argv = vec![s("nc"), s("-zv"), s("-w"), s("1"), host.clone(), port];
@@ -352,9 +376,13 @@ mod tests {
     fn nslookup_answers_are_parsed_after_the_server_address() {
         let out = "Server:\t\t10.0.0.2\nAddress:\t10.0.0.2#53\n\nNon-authoritative answer:\nmy-database.c1.ap-northeast-2.rds.amazonaws.com\tcanonical name = ip-10-0-3-87.ap-northeast-2.compute.internal.\nName:\tip-10-0-3-87.ap-northeast-2.compute.internal\nAddress: 10.0.3.87\n";
         assert_eq!(parse_nslookup(out), Some("10.0.3.87".parse().unwrap()));
-        let nx = "Server:\t\t10.0.0.2\nAddress:\t10.0.0.2#53\n\n** server can't find nope: NXDOMAIN\n";
+        let nx =
+            "Server:\t\t10.0.0.2\nAddress:\t10.0.0.2#53\n\n** server can't find nope: NXDOMAIN\n";
         assert_eq!(parse_nslookup(nx), None);
         let plain = "Server:\t\t192.0.2.53\nAddress:\t192.0.2.53#53\n\nName:\tec2-198-51-100-10.ap-northeast-2.compute.amazonaws.com\nAddress: 198.51.100.10\n";
-        assert_eq!(parse_nslookup(plain), Some("198.51.100.10".parse().unwrap()));
+        assert_eq!(
+            parse_nslookup(plain),
+            Some("198.51.100.10".parse().unwrap())
+        );
     }
 }

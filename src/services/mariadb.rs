@@ -181,7 +181,8 @@ pub fn command(p: &Paths, as_standby: bool) -> (String, Vec<String>) {
 /// The server process (host pid) of a node started through `unshare --fork`: its
 /// child. Signals for the server go here; `unshare` itself ignores SIGTERM.
 pub fn server_pid(wrapper: i32) -> Option<i32> {
-    let children = std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).ok()?;
+    let children =
+        std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children")).ok()?;
     children.split_whitespace().next()?.parse().ok()
 }
 
@@ -215,7 +216,10 @@ pub fn wait_ready(p: &Paths, wrapper: i32, timeout: Duration) -> Result<mysql::C
             );
         }
         if Instant::now() > deadline {
-            bail!("mariadbd did not accept connections within {timeout:?} ({})", p.error_log.display());
+            bail!(
+                "mariadbd did not accept connections within {timeout:?} ({})",
+                p.error_log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -411,7 +415,9 @@ pub struct NodeStatus {
 
 pub fn status(c: &mut mysql::Conn) -> Result<NodeStatus> {
     let (ro, binlog, slave): (i64, String, String) = c
-        .query_first("SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos")?
+        .query_first(
+            "SELECT @@GLOBAL.read_only, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos",
+        )?
         .context("no answer")?;
     let mut s = NodeStatus {
         read_only: ro != 0,

@@ -31,7 +31,9 @@ pub fn mysql_probe_args(
     let db = lab
         .database(database)
         .with_context(|| format!("`{database}` is not a database"))?;
-    let cnf = state_dir.join("keys").join(format!("{database}.client.cnf"));
+    let cnf = state_dir
+        .join("keys")
+        .join(format!("{database}.client.cnf"));
     Ok(vec![
         "mysql".into(),
         format!("--defaults-extra-file={}", cnf.display()),
@@ -72,7 +74,10 @@ pub fn key_pairs(lab: &Lab, state_dir: &Path) -> Result<Vec<std::path::PathBuf>>
             })
             .collect();
         jobs.into_iter()
-            .map(|j| j.join().unwrap_or_else(|_| bail!("ssh-keygen thread panicked")))
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| bail!("ssh-keygen thread panicked"))
+            })
             .collect()
     })
 }
@@ -81,14 +86,21 @@ pub fn key_pairs(lab: &Lab, state_dir: &Path) -> Result<Vec<std::path::PathBuf>>
 /// parallel) and returns what to start.
 pub fn prepare(lab: &Lab, plan: &Plan, state_dir: &Path) -> Result<Vec<Spec>> {
     let account = users_account(state_dir)?;
-    let hosts: Vec<&Host> = plan.hosts.iter().filter(|h| !h.services.is_empty()).collect();
+    let hosts: Vec<&Host> = plan
+        .hosts
+        .iter()
+        .filter(|h| !h.services.is_empty())
+        .collect();
     let per_host: Vec<Result<Vec<Spec>>> = std::thread::scope(|s| {
         let jobs: Vec<_> = hosts
             .iter()
             .map(|h| s.spawn(move || prepare_host(lab, h, state_dir, account)))
             .collect();
         jobs.into_iter()
-            .map(|j| j.join().unwrap_or_else(|_| bail!("preparing a host panicked")))
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| bail!("preparing a host panicked"))
+            })
             .collect()
     });
     let mut specs = Vec::new();
@@ -113,7 +125,12 @@ pub fn users_account(state_dir: &Path) -> Result<users::Account> {
     Ok(a)
 }
 
-fn prepare_host(lab: &Lab, h: &Host, state_dir: &Path, account: users::Account) -> Result<Vec<Spec>> {
+fn prepare_host(
+    lab: &Lab,
+    h: &Host,
+    state_dir: &Path,
+    account: users::Account,
+) -> Result<Vec<Spec>> {
     let dir = host_dir(state_dir, &h.node);
     let mut specs = Vec::new();
     if h.services.contains(&Service::Ssh) {
@@ -146,7 +163,10 @@ fn prepare_host(lab: &Lab, h: &Host, state_dir: &Path, account: users::Account) 
             std::fs::create_dir_all(web_dir.join("tmp").join(sub))?;
         }
         let page = page_for(lab, h);
-        std::fs::write(web_dir.join("nginx.conf"), web::nginx_conf(&web_dir, &page, http, https))?;
+        std::fs::write(
+            web_dir.join("nginx.conf"),
+            web::nginx_conf(&web_dir, &page, http, https),
+        )?;
         if https {
             let mut names = vec![lab.private_dns_name(h.private_ip)];
             let mut ips = vec![h.private_ip.to_string()];
@@ -240,7 +260,11 @@ pub fn wait_ready(started: &[(Spec, Proc)], state_dir: &Path, timeout: Duration)
                     );
                 }
                 if Instant::now() > deadline {
-                    bail!("{} on {} is not listening on port {port} after {timeout:?}", spec.what, spec.node);
+                    bail!(
+                        "{} on {} is not listening on port {port} after {timeout:?}",
+                        spec.what,
+                        spec.node
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(3));
             }

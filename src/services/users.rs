@@ -50,11 +50,18 @@ pub fn write_account_files(dir: &Path, a: Account) -> Result<()> {
             "passwd",
             add(
                 "/etc/passwd",
-                format!("{USER}:x:{}:{}:EC2 Default User:/home/{USER}:/bin/bash", a.uid, a.gid),
+                format!(
+                    "{USER}:x:{}:{}:EC2 Default User:/home/{USER}:/bin/bash",
+                    a.uid, a.gid
+                ),
             )?,
             0o644,
         ),
-        ("group", add("/etc/group", format!("{USER}:x:{}:", a.gid))?, 0o644),
+        (
+            "group",
+            add("/etc/group", format!("{USER}:x:{}:", a.gid))?,
+            0o644,
+        ),
         (
             "shadow",
             add("/etc/shadow", format!("{USER}:*:20000:0:99999:7:::"))?,
@@ -84,8 +91,7 @@ pub fn write_home(home_root: &Path, a: Account, authorized_key: &str) -> Result<
     )?;
     for (p, mode) in [(&home, 0o700), (&ssh, 0o700), (&keys, 0o600)] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
-        chown(p, Some(a.uid), Some(a.gid))
-            .with_context(|| format!("chown {}", p.display()))?;
+        chown(p, Some(a.uid), Some(a.gid)).with_context(|| format!("chown {}", p.display()))?;
     }
     chown(home.join(".bash_profile"), Some(a.uid), Some(a.gid))?;
     Ok(())

@@ -18,7 +18,9 @@ pub struct Page {
 /// Text for an nginx `return` string: quotes and backslashes escaped, `$` dropped
 /// (nginx would read it as a variable; lab names never contain one).
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('$', "")
 }
 
 pub fn nginx_conf(dir: &Path, page: &Page, http: bool, https: bool) -> String {
@@ -101,7 +103,10 @@ pub fn self_signed(dir: &Path, cn: &str, dns: &[String], ips: &[String]) -> Resu
         .output()
         .context("run openssl (is the openssl package installed?)")?;
     if !out.status.success() {
-        bail!("openssl req: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "openssl req: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

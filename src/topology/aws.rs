@@ -190,7 +190,13 @@ mod tests {
 
     #[test]
     fn stable_hash_is_stable() {
-        assert_eq!(stable_hash(&["handson", "web"]), stable_hash(&["handson", "web"]));
-        assert_ne!(stable_hash(&["handson", "web"]), stable_hash(&["handsonweb"]));
+        assert_eq!(
+            stable_hash(&["handson", "web"]),
+            stable_hash(&["handson", "web"])
+        );
+        assert_ne!(
+            stable_hash(&["handson", "web"]),
+            stable_hash(&["handsonweb"])
+        );
     }
 }

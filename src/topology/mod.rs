@@ -94,7 +94,9 @@ impl std::error::Error for LoadError {}
 pub fn load(source: Source, name: Option<&str>) -> Result<Loaded, LoadError> {
     let text = match &source {
         Source::Builtin => BUILTIN_YAML.to_string(),
-        Source::File(p) => std::fs::read_to_string(p).map_err(|e| LoadError::Io(source.clone(), e))?,
+        Source::File(p) => {
+            std::fs::read_to_string(p).map_err(|e| LoadError::Io(source.clone(), e))?
+        }
     };
     match check(&text, &source, name) {
         (Some(lab), d) => Ok(Loaded {
@@ -131,7 +133,9 @@ mod tests {
     use super::*;
 
     fn builtin() -> Lab {
-        load(Source::Builtin, None).expect("built-in lab is valid").lab
+        load(Source::Builtin, None)
+            .expect("built-in lab is valid")
+            .lab
     }
 
     #[test]
@@ -148,20 +152,46 @@ mod tests {
         assert_eq!(
             subnets,
             [
-                ("public-2a".into(), "ap-northeast-2a".into(), "10.0.0.0/24".into(), true),
-                ("private-2a".into(), "ap-northeast-2a".into(), "10.0.1.0/24".into(), false),
-                ("public-2c".into(), "ap-northeast-2c".into(), "10.0.2.0/24".into(), true),
-                ("private-2c".into(), "ap-northeast-2c".into(), "10.0.3.0/24".into(), false),
+                (
+                    "public-2a".into(),
+                    "ap-northeast-2a".into(),
+                    "10.0.0.0/24".into(),
+                    true
+                ),
+                (
+                    "private-2a".into(),
+                    "ap-northeast-2a".into(),
+                    "10.0.1.0/24".into(),
+                    false
+                ),
+                (
+                    "public-2c".into(),
+                    "ap-northeast-2c".into(),
+                    "10.0.2.0/24".into(),
+                    true
+                ),
+                (
+                    "private-2c".into(),
+                    "ap-northeast-2c".into(),
+                    "10.0.3.0/24".into(),
+                    false
+                ),
             ]
         );
         let web = lab.instance("web").unwrap();
         assert_eq!(web.private_ip.to_string(), "10.0.2.238");
-        assert_eq!(web.public_ip.address().unwrap().to_string(), "198.51.100.10");
+        assert_eq!(
+            web.public_ip.address().unwrap().to_string(),
+            "198.51.100.10"
+        );
         assert_eq!(web.id.len(), 19);
         let db = lab.database("my-database").unwrap();
         assert_eq!(db.primary.private_ip.to_string(), "10.0.3.87");
         assert_eq!(db.primary.name, "my-database-2c");
-        assert_eq!(db.standby.as_ref().unwrap().private_ip.to_string(), "10.0.1.64");
+        assert_eq!(
+            db.standby.as_ref().unwrap().private_ip.to_string(),
+            "10.0.1.64"
+        );
         assert!(db.endpoint.starts_with("my-database."));
         assert!(db.endpoint.ends_with(".ap-northeast-2.rds.amazonaws.com"));
         let id = db.endpoint.split('.').nth(1).unwrap();
@@ -169,7 +199,10 @@ mod tests {
         let nat = &lab.nat_gateways[0];
         assert_eq!(lab.subnets[nat.subnet].name, "public-2a");
         assert_eq!(nat.private_ip.to_string(), "10.0.0.4");
-        assert_eq!(lab.elastic_ips[nat.elastic_ip].address.to_string(), "198.51.100.11");
+        assert_eq!(
+            lab.elastic_ips[nat.elastic_ip].address.to_string(),
+            "198.51.100.11"
+        );
         assert_eq!(lab.my_ip().unwrap().ip.to_string(), "203.0.113.10");
         assert_eq!(lab.expectations.len(), 14);
     }
@@ -207,11 +240,16 @@ mod tests {
 
     #[test]
     fn parse_errors_point_at_line_and_column() {
-        let text = BUILTIN_YAML.replace("  cidr: 10.0.0.0/16", "  cidr: 10.0.0.0/16\n  colour: blue");
+        let text =
+            BUILTIN_YAML.replace("  cidr: 10.0.0.0/16", "  cidr: 10.0.0.0/16\n  colour: blue");
         let (lab, d) = check(&text, &Source::Builtin, None);
         assert!(lab.is_none());
         let e = d.errors().next().unwrap();
-        assert!(e.message.starts_with("unknown field `colour`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("unknown field `colour`"),
+            "{}",
+            e.message
+        );
         let line = text.lines().position(|l| l.contains("colour")).unwrap() as u64 + 1;
         assert_eq!((e.line, e.column), (line, 3));
     }

@@ -164,9 +164,14 @@ pub struct Instance {
 pub enum PublicIp {
     None,
     /// Auto-assigned from the pool; changes when the instance is stopped and started.
-    Auto { address: Ipv4Addr },
+    Auto {
+        address: Ipv4Addr,
+    },
     /// Index into `Lab::elastic_ips`; survives stop and start.
-    Elastic { eip: usize, address: Ipv4Addr },
+    Elastic {
+        eip: usize,
+        address: Ipv4Addr,
+    },
 }
 
 impl PublicIp {
