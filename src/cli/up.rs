@@ -11,6 +11,13 @@ pub struct Args {
     /// Print no progress and no summary
     #[arg(long, short)]
     quiet: bool,
+    /// Leave the database servers off (their namespaces and addresses still exist)
+    #[arg(long)]
+    no_databases: bool,
+    /// How often the supervisor health-checks each database primary, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = crate::lab::state::DEFAULT_HEALTH_INTERVAL_MS,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    health_interval: u64,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -27,7 +34,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         loaded.lab.name,
         loaded.source.label()
     ));
-    let out = up::up(&loaded, &mut progress)?;
+    let opts = up::Options {
+        databases: !a.no_databases,
+        health_interval_ms: a.health_interval,
+    };
+    let out = up::up(&loaded, &opts, &mut progress)?;
     if !a.quiet {
         println!("Lab `{}` is up ({:.2} s).\n", loaded.lab.name, out.seconds);
         print!("{}", summary::render(&loaded.lab, &out.plan));

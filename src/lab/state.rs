@@ -68,6 +68,9 @@ pub struct Runtime {
     /// Availability zones taken down by `drill az-outage`.
     #[serde(default)]
     pub azs_down: BTreeSet<String>,
+    /// `up --no-databases`: the database servers were never started.
+    #[serde(default)]
+    pub databases_off: bool,
 }
 
 impl Default for Runtime {
@@ -78,6 +81,7 @@ impl Default for Runtime {
             primaries: BTreeMap::new(),
             health_interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
             azs_down: BTreeSet::new(),
+            databases_off: false,
         }
     }
 }

@@ -87,7 +87,11 @@ pub fn status(r: &Running) -> Status {
     for p in processes.iter().filter(|p| !p.alive) {
         problems.push(format!("{} on {} (pid {}) is gone", p.what, p.node, p.pid));
     }
-    let databases = databases(r);
+    let databases = if r.state.runtime.databases_off {
+        Vec::new()
+    } else {
+        databases(r)
+    };
     for d in &databases {
         for srv in &d.servers {
             match &srv.server {

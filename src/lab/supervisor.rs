@@ -103,7 +103,12 @@ pub fn run(lab: &str) -> Result<()> {
             db_ops: db_ops.clone(),
         }));
         serve_lab(&r).await?;
-        for d in r.lab.databases.iter().filter(|d| d.standby.is_some()) {
+        let monitored = r
+            .lab
+            .databases
+            .iter()
+            .filter(|d| d.standby.is_some() && !r.state.runtime.databases_off);
+        for d in monitored {
             start_monitor(&r, &d.name, db_ops.clone())?;
         }
         let sock = control::socket_path(lab);

@@ -19,6 +19,21 @@ use std::time::Instant;
 /// `host-files`, `ready`.
 pub const FAULT_ENV: &str = "VPCLAB_FAULT";
 
+pub struct Options {
+    /// Start the database servers (off: their namespaces exist, MariaDB doesn't run).
+    pub databases: bool,
+    pub health_interval_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            databases: true,
+            health_interval_ms: state::DEFAULT_HEALTH_INTERVAL_MS,
+        }
+    }
+}
+
 pub struct Outcome {
     pub plan: Plan,
     pub seconds: f64,
@@ -47,7 +62,7 @@ fn checkpoint(name: &str) -> Result<()> {
     }
 }
 
-pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
+pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Outcome> {
     require_root("up")?;
     let lab = &loaded.lab;
     let plan = plan::compile(lab);
@@ -89,7 +104,11 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
             created: state::now(),
             namespaces: plan.namespaces.iter().map(|n| n.name.clone()).collect(),
             processes: vec![],
-            runtime: Default::default(),
+            runtime: state::Runtime {
+                health_interval_ms: opts.health_interval_ms,
+                databases_off: !opts.databases,
+                ..Default::default()
+            },
         };
         st.save()?;
         checkpoint("state")?;
@@ -118,7 +137,7 @@ pub fn up(loaded: &Loaded, progress: &mut Progress) -> Result<Outcome> {
         })?;
         let mut st = st;
         start_services(lab, &plan, &dir, &mut st, progress)?;
-        if !lab.databases.is_empty() {
+        if opts.databases && !lab.databases.is_empty() {
             checkpoint("database")?;
             let t = Instant::now();
             progress.start("database");
