@@ -167,12 +167,12 @@ fn internet_gateway_walkthrough_web_to_example_web() {
     assert_eq!(t["node"], "my-igw");
     assert_eq!(t["device"], "internet gateway");
     assert_eq!(
-        t["rule"]["comment"],
+        t["rules"][0]["comment"],
         format!("my-igw: static NAT {WEB} -> {WEB_PUBLIC} (web)"),
         "the SNAT rule whose counter moved"
     );
     assert_eq!(
-        t["rule"]["packets"], 1,
+        t["rules"][0]["packets"], 1,
         "NAT rules see only the first packet"
     );
     let s = steps(&v);
@@ -327,7 +327,7 @@ fn nat_gateway_walkthrough_app_to_example_web() {
     let t = &v["request"]["translations"][0];
     assert_eq!(t["node"], "my-nat");
     assert_eq!(
-        t["rule"]["comment"],
+        t["rules"][0]["comment"],
         format!("my-nat: port address translation to {NAT_PRIVATE} (tcp)")
     );
     assert_eq!(t["mapping"]["orig"]["src"], APP);
@@ -342,12 +342,12 @@ fn nat_gateway_walkthrough_app_to_example_web() {
     assert_eq!(v["reachable"], true, "{v:#}");
     let t = &v["request"]["translations"][0];
     assert_eq!(
-        t["rule"]["comment"],
+        t["rules"][0]["comment"],
         format!("my-nat: port address translation to {NAT_PRIVATE} (udp)")
     );
     assert_eq!(
-        v["reply"]["translations"][1]["rule"]["comment"],
-        t["rule"]["comment"]
+        v["reply"]["translations"][1]["rules"][0]["comment"],
+        t["rules"][0]["comment"]
     );
 
     // Nothing listening and no temporary listener: example-web's kernel answers RST,

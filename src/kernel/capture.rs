@@ -46,7 +46,9 @@ pub struct Capture {
 /// How long a reader waits for a frame before it checks whether to stop.
 const POLL: Duration = Duration::from_millis(10);
 /// How long to let the kernel switch timestamping on before anything is sent.
-const SETTLE: Duration = Duration::from_millis(25);
+const SETTLE: Duration = Duration::from_millis(20);
+/// The longest a reader keeps draining after being asked to stop.
+const DRAIN: Duration = Duration::from_millis(200);
 /// Frames longer than this are cut (the headers are what a trace needs; the pcap keeps
 /// the original length).
 const SNAPLEN: usize = 65_535;
@@ -97,15 +99,24 @@ impl Capture {
     }
 
     /// Stops every reader and returns the frames, oldest first.
-    pub fn stop(self) -> Vec<Frame> {
+    pub fn stop(mut self) -> Vec<Frame> {
         self.stop.store(true, Ordering::SeqCst);
-        let mut frames: Vec<Frame> = self
-            .readers
+        let mut frames: Vec<Frame> = std::mem::take(&mut self.readers)
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_default())
             .collect();
         frames.sort_by_key(|f| (f.ts, f.point));
         frames
+    }
+}
+
+/// A capture dropped without `stop` (an error on the way) still ends its readers.
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in std::mem::take(&mut self.readers) {
+            let _ = h.join();
+        }
     }
 }
 
@@ -169,7 +180,15 @@ fn open_socket(iface: &NetworkInterface) -> Result<Socket> {
 
 fn read_until(point: usize, mut sock: Socket, stop: &AtomicBool) -> Vec<Frame> {
     let mut out = Vec::new();
+    // Once asked to stop, a reader drains what is queued, but not for ever on a busy link.
+    let mut deadline: Option<std::time::Instant> = None;
     loop {
+        if stop.load(Ordering::SeqCst) {
+            let d = *deadline.get_or_insert_with(|| std::time::Instant::now() + DRAIN);
+            if std::time::Instant::now() > d {
+                break;
+            }
+        }
         match sock.rx.next() {
             Ok(data) => {
                 let data = data.to_vec();

@@ -139,9 +139,9 @@ pub struct Translation {
     pub changed: Vec<&'static str>,
     pub before: Tuple,
     pub after: Tuple,
-    /// The NAT rule that made the mapping (for a reply: the rule whose mapping conntrack
-    /// reversed).
-    pub rule: Option<RuleRef>,
+    /// The NAT rules that made the mapping, one per changed field (for a reply: the rules
+    /// whose mapping conntrack reversed).
+    pub rules: Vec<RuleRef>,
     /// "nat rule" for the first packet; "conntrack" for a reply.
     pub by: &'static str,
     /// The NAT gateway's conntrack entry for the connection (the seed's "mapping").
@@ -271,6 +271,8 @@ pub fn run(r: &Running, o: &Options) -> Result<(Report, Option<Held>)> {
     }
     let (points, infos) = capture_points(plan, &nodes)?;
 
+    // Captures first: the kernel switches frame timestamps on while the counters are read.
+    let cap = Capture::start(&points)?;
     let before = read_counters(plan, &nodes);
     let (listener, listener_use) = match (&target.node, port) {
         (Some(node), Some(p)) if o.listener && o.proto != Proto::Icmp => {
@@ -283,7 +285,6 @@ pub fn run(r: &Running, o: &Options) -> Result<(Report, Option<Held>)> {
         _ => (None, ListenerUse::None),
     };
 
-    let cap = Capture::start(&points)?;
     let from_ns = plan
         .netns(&o.from)
         .expect("resolve checked FROM")
@@ -346,7 +347,7 @@ pub fn run(r: &Running, o: &Options) -> Result<(Report, Option<Held>)> {
         next_hop: 1,
     };
     let request = req.as_ref().map(|l| b.leg(l, None, true));
-    let reply_report = reply.as_ref().map(|l| b.leg(l, request.as_ref(), false));
+    let reply_report = reply.as_ref().map(|l| b.leg(l, req.as_ref(), false));
     let reachable = reply.as_ref().is_some_and(|l| {
         l.last()
             .is_some_and(|h| h.node == o.from && h.dir == Dir::In)
@@ -528,7 +529,7 @@ impl Builder<'_> {
         })
     }
 
-    fn leg(&mut self, l: &Leg, request: Option<&LegReport>, is_request: bool) -> LegReport {
+    fn leg(&mut self, l: &Leg, request: Option<&Leg>, is_request: bool) -> LegReport {
         let base = self.next_hop;
         self.next_hop += l.hops.len();
         let last = l.hops.len().saturating_sub(1);
@@ -575,7 +576,7 @@ impl Builder<'_> {
             .collect()
     }
 
-    fn translation(&self, c: &Change, hop: usize, request: Option<&LegReport>) -> Translation {
+    fn translation(&self, c: &Change, hop: usize, request: Option<&Leg>) -> Translation {
         let mut changed = vec![];
         if (c.before.src, c.before.sport) != (c.after.src, c.after.sport) {
             changed.push("source");
@@ -583,35 +584,35 @@ impl Builder<'_> {
         if (c.before.dst, c.before.dport) != (c.after.dst, c.after.dport) {
             changed.push("destination");
         }
-        let source = changed.first() == Some(&"source");
-        let (rule, by) = match request {
-            None => {
-                // The first packet: a NAT rule whose counter moved made the mapping.
-                let to = if source { c.after.src } else { c.after.dst };
-                let rule = self
-                    .moved
-                    .get(&c.node)
-                    .and_then(|m| counters::nat_rule(m, source, to))
-                    .map(|m| self.rule_ref(&c.node, &m.chain, &m.comment, Some(m.packets)))
-                    .or_else(|| self.plan_nat_rule(&c.node, source, to, c.before.proto));
-                (rule, "nat rule")
-            }
-            Some(req) => {
-                // A reply: conntrack reverses the request's mapping, no rule runs. Name the
-                // rule that made it: the request's rule in this namespace, or the Plan's
-                // (a source rewritten back was a DNAT, and the reverse).
-                let to = if source { c.before.src } else { c.before.dst };
-                let made = req
-                    .translations
-                    .iter()
-                    .filter(|t| t.node == c.node)
-                    .find_map(|t| t.rule.clone())
-                    .map(|r| RuleRef { packets: None, ..r });
-                (
-                    made.or_else(|| self.plan_nat_rule(&c.node, !source, to, c.before.proto)),
-                    "conntrack",
-                )
-            }
+        let proto = c.before.proto;
+        let rules: Vec<RuleRef> = changed
+            .iter()
+            .filter_map(|field| {
+                let source = *field == "source";
+                match request {
+                    // The first packet: the NAT rule whose counter moved made the mapping.
+                    None => {
+                        let to = if source { c.after.src } else { c.after.dst };
+                        self.moved
+                            .get(&c.node)
+                            .and_then(|m| counters::nat_rule(m, source, to))
+                            .map(|m| self.rule_ref(&c.node, &m.chain, &m.comment, Some(m.packets)))
+                            .or_else(|| self.plan_nat_rule(&c.node, source, to, proto))
+                    }
+                    // A reply: conntrack reverses the request's mapping and no rule runs.
+                    // The rule that made it: a source rewritten back was a DNAT to that
+                    // source, a destination rewritten back an SNAT to that destination.
+                    Some(_) => {
+                        let to = if source { c.before.src } else { c.before.dst };
+                        self.plan_nat_rule(&c.node, !source, to, proto)
+                    }
+                }
+            })
+            .collect();
+        let by = if request.is_none() {
+            "nat rule"
+        } else {
+            "conntrack"
         };
         // The mapping the NAT gateway recorded for the request (the reply uses it again).
         let mapping = (request.is_none()
@@ -625,7 +626,7 @@ impl Builder<'_> {
             changed,
             before: c.before,
             after: c.after,
-            rule,
+            rules,
             by,
             mapping,
         }
@@ -1026,42 +1027,56 @@ fn ep(ip: Ipv4Addr, port: Option<u16>) -> String {
 /// "internet gateway: static NAT 10.0.2.238 → 198.51.100.10",
 /// "NAT gateway: 10.0.1.101:40001 → 10.0.0.4:40001 (mapping recorded)".
 pub fn translation_text(t: &Translation, request: bool) -> String {
-    let src = t.changed.contains(&"source");
-    let (b, a) = if src {
-        ((t.before.src, t.before.sport), (t.after.src, t.after.sport))
-    } else {
-        ((t.before.dst, t.before.dport), (t.after.dst, t.after.dport))
-    };
     let ports = t.before.has_ports();
-    let field = if src { "source" } else { "destination" };
+    let parts: Vec<String> = t
+        .changed
+        .iter()
+        .map(|field| {
+            let (b, a) = if *field == "source" {
+                ((t.before.src, t.before.sport), (t.after.src, t.after.sport))
+            } else {
+                ((t.before.dst, t.before.dport), (t.after.dst, t.after.dport))
+            };
+            let which = if t.changed.len() > 1 {
+                format!(" ({field})")
+            } else {
+                String::new()
+            };
+            match t.device.as_str() {
+                "internet gateway" => format!("{} → {}{which}", b.0, a.0),
+                "NAT gateway" if ports => {
+                    let port = if b.1 == a.1 {
+                        "port kept"
+                    } else {
+                        "port changed"
+                    };
+                    let note = if request {
+                        format!("{field} translated, {port}; mapping recorded")
+                    } else {
+                        format!("{field} translated back from the recorded mapping")
+                    };
+                    format!("{}:{} → {}:{} ({note})", b.0, b.1, a.0, a.1)
+                }
+                "NAT gateway" => {
+                    let note = if request {
+                        "mapping recorded"
+                    } else {
+                        "from the recorded mapping"
+                    };
+                    format!("{} → {} ({field}, {note})", b.0, a.0)
+                }
+                _ => format!(
+                    "{field} {} → {}",
+                    ep(b.0, ports.then_some(b.1)),
+                    ep(a.0, ports.then_some(a.1))
+                ),
+            }
+        })
+        .collect();
+    let parts = parts.join(", and ");
     match t.device.as_str() {
-        "internet gateway" => format!("internet gateway: static NAT {} → {}", b.0, a.0),
-        "NAT gateway" if ports => {
-            let port_note = if b.1 == a.1 {
-                "port kept"
-            } else {
-                "port changed"
-            };
-            let note = if request {
-                format!("{field} translated, {port_note}; mapping recorded")
-            } else {
-                format!("{field} translated back from the recorded mapping")
-            };
-            format!("NAT gateway: {}:{} → {}:{} ({note})", b.0, b.1, a.0, a.1)
-        }
-        "NAT gateway" => {
-            let note = if request {
-                "mapping recorded"
-            } else {
-                "from the recorded mapping"
-            };
-            format!("NAT gateway: {} → {} ({field}, {note})", b.0, a.0)
-        }
-        d => format!(
-            "{d} {}: {field} {} → {}",
-            t.node,
-            ep(b.0, ports.then_some(b.1)),
-            ep(a.0, ports.then_some(a.1))
-        ),
+        "internet gateway" => format!("internet gateway: static NAT {parts}"),
+        "NAT gateway" => format!("NAT gateway: {parts}"),
+        d => format!("{d} {}: {parts}", t.node),
     }
 }

@@ -200,11 +200,26 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
             oif: None,
             ct: ctstate,
         };
+        // A reply gets its destination translated back before routing (prerouting) and
+        // its source after filtering (postrouting), as conntrack does.
+        let mut restored = pkt;
         pkt = match ctstate {
             Ct::New => nat(ns, Hook::Prerouting, pkt, &ctx, ct),
-            Ct::Established => unnat(ns, pkt, ct),
+            Ct::Established => {
+                restored = unnat(ns, pkt, ct);
+                Tuple {
+                    dst: restored.dst,
+                    dport: restored.dport,
+                    ..pkt
+                }
+            }
         };
         if is_local(ns, pkt.dst) {
+            pkt = Tuple {
+                src: restored.src,
+                sport: restored.sport,
+                ..pkt
+            };
             if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Input, &pkt, &ctx) {
                 return SimPath {
                     hops,
@@ -254,9 +269,14 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
                 },
             };
         }
-        if ctstate == Ct::New {
-            pkt = nat(ns, Hook::Postrouting, pkt, &ctx, ct);
-        }
+        pkt = match ctstate {
+            Ct::New => nat(ns, Hook::Postrouting, pkt, &ctx, ct),
+            Ct::Established => Tuple {
+                src: restored.src,
+                sport: restored.sport,
+                ..pkt
+            },
+        };
         out = (dev, nh);
     }
     SimPath {
@@ -424,10 +444,13 @@ fn nat(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, ct: &mut Conntrack) -> Tup
                 Verdict::Accept => return pkt,
                 Verdict::Drop => return pkt,
             };
-            ct.entries
-                .entry(ns.node.clone())
-                .or_default()
-                .push((pkt, after));
+            // One connection, one entry: a second translation in the same namespace (DNAT
+            // in prerouting, then SNAT in postrouting) extends the first.
+            let entries = ct.entries.entry(ns.node.clone()).or_default();
+            match entries.iter_mut().find(|(_, now)| *now == pkt) {
+                Some(e) => e.1 = after,
+                None => entries.push((pkt, after)),
+            }
             return after;
         }
     }
@@ -664,6 +687,27 @@ mod tests {
             }
             e => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    fn a_private_host_reaching_a_public_ip_of_its_own_vpc_hairpins_at_the_internet_gateway() {
+        let plan = handson();
+        let (req, reply) = round_trip(&plan, "app", tcp("10.0.1.101", 40001, "198.51.100.10", 80));
+        assert_eq!(req.end, End::Delivered { node: "web".into() });
+        let igw: Vec<&SimHop> = req.hops.iter().filter(|h| h.node == "my-igw").collect();
+        assert_eq!(igw.len(), 2);
+        assert_eq!(
+            (igw[0].iface.as_str(), igw[1].iface.as_str()),
+            ("to-vpc", "to-vpc")
+        );
+        // Both addresses change there: the NAT gateway's EIP to web's private IP.
+        assert_eq!(igw[1].tuple, tcp("198.51.100.11", 40001, "10.0.2.238", 80));
+        let back = reply.unwrap();
+        assert_eq!(back.end, End::Delivered { node: "app".into() });
+        assert_eq!(
+            back.hops.last().unwrap().tuple,
+            tcp("198.51.100.10", 80, "10.0.1.101", 40001)
+        );
     }
 
     #[test]

@@ -192,7 +192,7 @@ fn hop_notes(
         let _ = writeln!(s, "{pad}({}) {}", st.n, st.text);
     }
     if let Some(t) = t {
-        if let Some(rule) = &t.rule {
+        for rule in &t.rules {
             let label = if t.by == "conntrack" {
                 "conntrack reverses the mapping of"
             } else {
