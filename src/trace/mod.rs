@@ -243,6 +243,13 @@ pub fn run(r: &Running, o: &Options) -> Result<(Report, Option<Held>)> {
     let Some(from_ip) = plan.host(&o.from).map(|h| h.private_ip) else {
         bail!("`{}` is not a host of lab `{}`", o.from, plan.lab);
     };
+    if target.node.as_deref() == Some(o.from.as_str()) {
+        bail!(
+            "{} is {}'s own address: the packet would never leave it (loopback)",
+            target.ip,
+            o.from
+        );
+    }
     let port = match (o.proto, o.port) {
         (Proto::Icmp, _) => None,
         (_, Some(p)) => Some(p),

@@ -201,27 +201,45 @@ fn hop_notes(
             let _ = writeln!(s, "{pad}    {label} {}", rule_line(rule));
         }
         if let Some(m) = &t.mapping {
-            let proto = m.proto_name();
-            let state = m.state_name().unwrap_or("");
-            let expires = m
-                .timeout
-                .map(|t| format!(", expires in {t} s"))
-                .unwrap_or_default();
-            let sp = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
             let _ = writeln!(
                 s,
-                "{pad}    mapping (conntrack of {}): {proto} {}{} → {}{} is sent as {}{} {state}{expires}",
+                "{pad}    mapping (conntrack of {}): {}",
                 t.node,
-                m.orig.src,
-                sp(m.orig.sport),
-                m.orig.dst,
-                sp(m.orig.dport),
-                m.reply.dst,
-                sp(m.reply.dport),
+                mapping_text(m)
             );
         }
     }
     for a in &h.allowed_by {
         let _ = writeln!(s, "{pad}    allowed by \"{a}\"");
     }
+}
+
+/// "tcp 10.0.1.101:40001 → 203.0.113.60:80 is sent as 10.0.0.4:40001, ESTABLISHED, expires in 349 s"
+fn mapping_text(m: &crate::kernel::conntrack::CtEntry) -> String {
+    let (orig_src, sent_as, dst) = if m.proto == crate::trace::packet::ICMP {
+        let id = |ip, id: Option<u16>| match id {
+            Some(i) => format!("{ip} (echo id {i})"),
+            None => format!("{ip}"),
+        };
+        (
+            id(m.orig.src, m.orig.sport),
+            id(m.reply.dst, m.reply.sport),
+            m.orig.dst.to_string(),
+        )
+    } else {
+        let ep = |ip, p: Option<u16>| p.map_or(format!("{ip}"), |p| format!("{ip}:{p}"));
+        (
+            ep(m.orig.src, m.orig.sport),
+            ep(m.reply.dst, m.reply.dport),
+            ep(m.orig.dst, m.orig.dport),
+        )
+    };
+    let mut out = format!("{} {orig_src} → {dst} is sent as {sent_as}", m.proto_name());
+    if let Some(state) = m.state_name() {
+        out.push_str(&format!(", {state}"));
+    }
+    if let Some(t) = m.timeout {
+        out.push_str(&format!(", expires in {t} s"));
+    }
+    out
 }

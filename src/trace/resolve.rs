@@ -91,8 +91,8 @@ fn node_address(plan: &Plan, from_internet: bool, to: &str) -> Result<(Ipv4Addr,
         .map(|a| a.addr.addr());
     let Some(private) = private else {
         bail!(
-            "`{to}` is a {}, not a host: give one of its addresses, or a host",
-            ns.role.as_str()
+            "`{to}` is the {}, not a host: give one of its addresses, or a host",
+            super::device(plan, to)
         );
     };
     if on_internet(ns.role) {
@@ -130,8 +130,8 @@ pub fn resolve(plan: &Plan, from: &str, to: &str) -> Result<Target> {
         Role::Instance | Role::Database | Role::InternetHost
     ) {
         bail!(
-            "`{from}` is a {}: a trace starts at a host (an instance, a database server or an internet host)",
-            from_ns.role.as_str()
+            "`{from}` is the {}: a trace starts at a host (an instance, a database server or an internet host)",
+            super::device(plan, from)
         );
     }
     let from_internet = on_internet(from_ns.role);
