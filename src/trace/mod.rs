@@ -14,6 +14,7 @@
 
 pub mod correlate;
 pub mod counters;
+pub mod dns;
 pub mod nat;
 pub mod packet;
 pub mod path;
@@ -239,7 +240,13 @@ pub fn who(plan: &Plan, node: &str) -> String {
 pub fn run(r: &Running, o: &Options) -> Result<(Report, Option<Held>)> {
     let plan = &r.plan;
     let started = Instant::now();
-    let target = resolve::resolve(plan, &o.from, &o.to)?;
+    let from_ns = plan
+        .netns(&o.from)
+        .map(|n| n.name.clone())
+        .unwrap_or_default();
+    let target = resolve::resolve(plan, &o.from, &o.to, &|server, name| {
+        dns::lookup(&from_ns, server, name)
+    })?;
     let Some(from_ip) = plan.host(&o.from).map(|h| h.private_ip) else {
         bail!("`{}` is not a host of lab `{}`", o.from, plan.lab);
     };

@@ -1,8 +1,10 @@
 //! The address a trace sends to, found as FROM would find it: a node's address as seen
-//! from FROM's side of the internet gateway, a DNS name answered from the records FROM's
-//! resolver serves (split horizon: an EC2 public name is the private IP inside the VPC),
-//! or an IP.
+//! from FROM's side of the internet gateway, a DNS name as FROM's resolver answers it
+//! (split horizon: an EC2 public name is the private IP inside the VPC), or an IP. The
+//! name is asked of the running resolver first (`dns::lookup`, passed in as `ask`); when
+//! none answers, the records the Plan gives that resolver are used.
 
+use super::dns::Lookup;
 use crate::plan::firewall::Verdict;
 use crate::plan::{Plan, RecordData, Role};
 use anyhow::{Result, bail};
@@ -116,8 +118,13 @@ fn node_address(plan: &Plan, from_internet: bool, to: &str) -> Result<(Ipv4Addr,
     }
 }
 
-/// Resolves TO for a trace from FROM.
-pub fn resolve(plan: &Plan, from: &str, to: &str) -> Result<Target> {
+/// Resolves TO for a trace from FROM; `ask(nameserver, name)` queries FROM's resolver.
+pub fn resolve(
+    plan: &Plan,
+    from: &str,
+    to: &str,
+    ask: &dyn Fn(Ipv4Addr, &str) -> Lookup,
+) -> Result<Target> {
     let Some(from_ns) = plan.netns(from) else {
         bail!(
             "lab `{}` has no node `{from}`\n  hint: nodes are {}",
@@ -148,17 +155,41 @@ pub fn resolve(plan: &Plan, from: &str, to: &str) -> Result<Target> {
         let (ip, how) = node_address(plan, from_internet, to)?;
         return Ok(target(ip, how));
     }
-    // A DNS name, answered from the records of FROM's resolver.
+    // A DNS name: FROM's resolver, as FROM would ask it (the name, then with the search
+    // domain).
     let (resolver, which) = if from_internet {
         (&plan.dns.internet, "the internet resolver")
     } else {
         (&plan.dns.vpc, "the VPC resolver (Amazon DNS)")
     };
-    let search = plan.host(from).and_then(|h| h.search.clone());
+    let host = plan.host(from);
+    let search = host.and_then(|h| h.search.clone());
     let mut candidates = vec![to.trim_end_matches('.').to_string()];
     if let Some(s) = &search {
         candidates.push(format!("{}.{s}", to.trim_end_matches('.')));
     }
+    if let Some(nameserver) = host.map(|h| h.nameserver) {
+        let mut answered = false;
+        for name in &candidates {
+            match ask(nameserver, name) {
+                Lookup::Answer(ip, chain) => {
+                    return Ok(target(
+                        ip,
+                        format!(
+                            "DNS: {}, asked by {from} of {which} at {nameserver}",
+                            chain.join(", ")
+                        ),
+                    ));
+                }
+                Lookup::NoSuchName => answered = true,
+                Lookup::NoServer => break,
+            }
+        }
+        if answered {
+            bail!("{which} at {nameserver} has no address for `{to}` (asked from {from})");
+        }
+    }
+    // Nothing answered: the records the Plan gives FROM's resolver.
     for name in candidates {
         let mut current = name.clone();
         let mut chain = vec![];
@@ -176,7 +207,7 @@ pub fn resolve(plan: &Plan, from: &str, to: &str) -> Result<Target> {
                     return Ok(target(
                         *ip,
                         format!(
-                            "DNS, as {from} resolves it from {which}: {}",
+                            "DNS: {}, from the records of {which} (no DNS server answered {from})",
                             chain.join(", ")
                         ),
                     ));
@@ -213,6 +244,11 @@ mod tests {
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    /// No resolver runs: the Plan's records answer.
+    fn resolve(p: &Plan, from: &str, to: &str) -> Result<Target> {
+        super::resolve(p, from, to, &|_, _| Lookup::NoServer)
     }
 
     #[test]
@@ -273,5 +309,38 @@ mod tests {
         assert!(resolve(&p, "web", "nowhere.example").is_err());
         let t = resolve(&p, "web", "198.51.100.11").unwrap();
         assert_eq!(t.node.as_deref(), Some("my-nat"));
+    }
+
+    #[test]
+    fn a_running_resolver_is_asked_first_as_from_would_ask_it() {
+        let p = plan();
+        let asked = std::cell::RefCell::new(vec![]);
+        let ask = |ns: Ipv4Addr, name: &str| {
+            asked.borrow_mut().push(format!("{ns} {name}"));
+            if name == "db.ap-northeast-2.compute.internal" {
+                Lookup::Answer(ip("10.0.1.64"), vec![format!("{name} A 10.0.1.64")])
+            } else {
+                Lookup::NoSuchName
+            }
+        };
+        let t = super::resolve(&p, "web", "db", &ask).unwrap();
+        assert_eq!(
+            (t.ip, t.node.as_deref()),
+            (ip("10.0.1.64"), Some("my-database-2a"))
+        );
+        assert!(t.how.contains("at 10.0.0.2"), "{}", t.how);
+        assert_eq!(
+            *asked.borrow(),
+            ["10.0.0.2 db", "10.0.0.2 db.ap-northeast-2.compute.internal"]
+        );
+        // The resolver's "no such name" is final; nodes and IPs are not asked at all.
+        assert!(
+            super::resolve(&p, "web", "example-web.example", &|_, _| Lookup::NoSuchName).is_err()
+        );
+        let never = |_: Ipv4Addr, _: &str| -> Lookup { panic!("asked") };
+        assert_eq!(
+            super::resolve(&p, "web", "example-web", &never).unwrap().ip,
+            ip("203.0.113.60")
+        );
     }
 }
