@@ -127,9 +127,12 @@ fn internet_gateway_walkthrough_web_to_example_web() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(v["reachable"], true, "{v:#}");
-    assert_eq!(
-        v["listener"], "temporary",
-        "nothing listens on example-web yet"
+    // Nothing listens on example-web unless the lab runs its web server; either way the
+    // handshake completes.
+    assert!(
+        v["listener"] == "temporary" || v["listener"] == "existing",
+        "{}",
+        v["listener"]
     );
 
     let p = port(&v, "request", 0, "sport");

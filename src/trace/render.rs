@@ -40,7 +40,7 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "  from  {} {}", r.from.node, r.from.ip);
     let _ = writeln!(
         s,
-        "  to    {}{} ({})",
+        "  to    {}{}: {}",
         r.to.ip,
         r.to.node
             .as_ref()

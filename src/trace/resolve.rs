@@ -160,7 +160,7 @@ pub fn resolve(
     let (resolver, which) = if from_internet {
         (&plan.dns.internet, "the internet resolver")
     } else {
-        (&plan.dns.vpc, "the VPC resolver (Amazon DNS)")
+        (&plan.dns.vpc, "the VPC resolver")
     };
     let host = plan.host(from);
     let search = host.and_then(|h| h.search.clone());
@@ -207,7 +207,7 @@ pub fn resolve(
                     return Ok(target(
                         *ip,
                         format!(
-                            "DNS: {}, from the records of {which} (no DNS server answered {from})",
+                            "DNS {}, from the Plan's records of {which}: no resolver answered {from}",
                             chain.join(", ")
                         ),
                     ));
