@@ -176,7 +176,7 @@ pub fn resolve(
                     return Ok(target(
                         ip,
                         format!(
-                            "DNS: {}, asked by {from} of {which} at {nameserver}",
+                            "DNS {}, answered by {which} at {nameserver}",
                             chain.join(", ")
                         ),
                     ));
