@@ -6,6 +6,8 @@
 //! their target namespace, and `nft` runs from a thread inside the lab namespace.
 
 pub mod apply;
+pub mod capture;
+pub mod conntrack;
 pub mod enter;
 pub mod netlink;
 pub mod netns;

@@ -162,6 +162,48 @@ impl Netlink {
             .with_context(|| format!("add rule priority {priority} iif {iif} lookup {table}"))
     }
 
+    /// `ip route get DST from SRC iif DEV`: the route the kernel picks for a packet that
+    /// arrives on interface `iif` (for `trace`, to confirm a missing route).
+    pub async fn route_get_input(
+        &self,
+        dst: Ipv4Addr,
+        src: Ipv4Addr,
+        iif: u32,
+    ) -> Result<RouteLookup> {
+        use futures::TryStreamExt;
+        let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, 32)
+            .source_prefix(src, 32)
+            .input_interface(iif)
+            .build();
+        let mut answers = self.handle.route().get(msg).execute();
+        match answers.try_next().await {
+            Ok(Some(r)) => {
+                use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+                if r.header.kind == RouteType::Local {
+                    return Ok(RouteLookup::Local);
+                }
+                let mut oif = None;
+                let mut gateway = None;
+                for a in r.attributes {
+                    match a {
+                        RouteAttribute::Oif(i) => oif = Some(i),
+                        RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(g),
+                        _ => {}
+                    }
+                }
+                Ok(RouteLookup::Via { oif, gateway })
+            }
+            Ok(None) => Ok(RouteLookup::Unreachable("no answer".into())),
+            Err(rtnetlink::Error::NetlinkError(e)) => Ok(RouteLookup::Unreachable(
+                e.code
+                    .map(|c| nix::errno::Errno::from_raw(-c.get()).desc().to_string())
+                    .unwrap_or_else(|| "error".into()),
+            )),
+            Err(e) => Err(e).with_context(|| format!("ip route get {dst} from {src} iif {iif}")),
+        }
+    }
+
     /// Names of every link in this namespace (for status checks and leak tests).
     pub async fn link_names(&self) -> Result<Vec<String>> {
         use futures::TryStreamExt;
@@ -176,4 +218,16 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+/// What `ip route get ... iif DEV` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteLookup {
+    Local,
+    Via {
+        oif: Option<u32>,
+        gateway: Option<Ipv4Addr>,
+    },
+    /// The kernel's error, e.g. "Network is unreachable".
+    Unreachable(String),
 }
