@@ -26,7 +26,7 @@ fn nslookup(lab: &Lab, name: &str) -> String {
     out(&o)
         .lines()
         .filter_map(|l| l.strip_prefix("Address: "))
-        .last()
+        .next_back()
         .unwrap_or("")
         .to_string()
 }

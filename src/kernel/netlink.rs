@@ -6,7 +6,7 @@
 //! for a lookup.
 
 use anyhow::{Context, Result};
-use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use netlink_packet_route::link::{InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
 use netlink_packet_route::rule::RuleAction;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -202,21 +202,6 @@ impl Netlink {
             )),
             Err(e) => Err(e).with_context(|| format!("ip route get {dst} from {src} iif {iif}")),
         }
-    }
-
-    /// Names of every link in this namespace (for status checks and leak tests).
-    pub async fn link_names(&self) -> Result<Vec<String>> {
-        use futures::TryStreamExt;
-        let mut out = Vec::new();
-        let mut links = self.handle.link().get().execute();
-        while let Some(msg) = links.try_next().await.context("list links")? {
-            for a in msg.attributes {
-                if let LinkAttribute::IfName(n) = a {
-                    out.push(n);
-                }
-            }
-        }
-        Ok(out)
     }
 }
 

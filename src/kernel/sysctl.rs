@@ -27,12 +27,6 @@ fn optional(key: &str) -> bool {
     key.starts_with("net.bridge.")
 }
 
-/// Reads a sysctl of the current thread's namespace.
-pub fn read(key: &str) -> Result<String> {
-    let v = std::fs::read_to_string(proc_path(key)).with_context(|| format!("read {key}"))?;
-    Ok(v.trim().to_string())
-}
-
 /// Conntrack's sysctls appear once conntrack is in use in the namespace, so they are
 /// written after the nftables ruleset.
 pub fn after_firewall(s: &Sysctl) -> bool {

@@ -137,11 +137,6 @@ pub fn start_time(pid: i32) -> Option<u64> {
 }
 
 impl State {
-    /// Drops processes that have exited (or were recorded for a node now restarted).
-    pub fn forget_dead(&mut self) {
-        self.processes.retain(Proc::alive);
-    }
-
     pub fn load(lab: &str) -> Result<Option<State>> {
         let p = file(lab);
         match std::fs::read_to_string(&p) {

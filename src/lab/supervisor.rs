@@ -16,7 +16,6 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -423,13 +422,4 @@ fn healthy(ip: std::net::Ipv4Addr, port: u16, timeout: Duration) -> bool {
         }
         Err(_) => false,
     }
-}
-
-/// Whether a supervisor process is up for `lab` (for `status`).
-pub fn alive(lab: &str) -> bool {
-    control::request(lab, &Request::Ping, Duration::from_millis(500)).is_ok()
-}
-
-pub fn log_path(lab: &str) -> std::path::PathBuf {
-    Path::new(&state::dir(lab)).join("supervisor.log")
 }

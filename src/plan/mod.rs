@@ -22,8 +22,8 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 use std::net::Ipv4Addr;
 
-pub use dns::{DnsPlan, Record, RecordData, Resolver};
-pub use names::{namespace_name, namespace_prefix};
+pub use dns::{DnsPlan, RecordData};
+pub use names::namespace_name;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {

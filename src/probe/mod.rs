@@ -123,11 +123,11 @@ fn run_one(r: &Running, dir: &Path, e: &Expectation) -> ProbeResult {
     if !obs.detail.is_empty() {
         observed.push_str(&format!(" ({})", obs.detail));
     }
-    if let (Some(want), true) = (e.seen_as, obs.reached) {
-        if obs.seen_as != Some(want) {
-            ok = false;
-            observed.push_str(&format!(", but the far end should have seen {want}"));
-        }
+    if let (Some(want), true) = (e.seen_as, obs.reached)
+        && obs.seen_as != Some(want)
+    {
+        ok = false;
+        observed.push_str(&format!(", but the far end should have seen {want}"));
     }
     if e.check == Check::Dns && obs.reached {
         let want = expected_answer(&r.lab, e);
@@ -217,8 +217,7 @@ fn last_line(o: &Output) -> String {
     let out = String::from_utf8_lossy(&o.stdout);
     err.lines()
         .chain(out.lines())
-        .filter(|l| !l.trim().is_empty() && !l.starts_with("Warning: Permanently added"))
-        .last()
+        .rfind(|l| !l.trim().is_empty() && !l.starts_with("Warning: Permanently added"))
         .unwrap_or("")
         .trim()
         .to_string()

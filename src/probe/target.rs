@@ -56,7 +56,7 @@ pub fn resolve_target(lab: &Lab, e: &Expectation) -> Result<Target> {
             host: d.endpoint.clone(),
             key_pair: None,
         },
-        NodeRef::DbNode(_, n) => Target {
+        NodeRef::DbNode(n) => Target {
             host: match (outside, n.public_ip) {
                 (true, Some(p)) => p.to_string(),
                 _ => n.private_ip.to_string(),

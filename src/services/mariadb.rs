@@ -294,7 +294,7 @@ pub fn create_accounts(c: &mut mysql::Conn, cr: &Credentials, locked: bool) -> R
     ];
     for s in stmts {
         c.query_drop(&s)
-            .with_context(|| format!("{}", s.split(" IDENTIFIED").next().unwrap_or(&s)))?;
+            .with_context(|| s.split(" IDENTIFIED").next().unwrap_or(&s).to_string())?;
     }
     Ok(())
 }

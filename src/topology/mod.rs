@@ -7,7 +7,7 @@ pub mod file;
 pub mod model;
 pub mod validate;
 
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::Diagnostics;
 pub use model::*;
 
 use std::path::{Path, PathBuf};

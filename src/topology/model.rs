@@ -201,14 +201,6 @@ impl Service {
             Service::Https => "https",
         }
     }
-
-    pub fn port(self) -> u16 {
-        match self {
-            Service::Ssh => 22,
-            Service::Http => 80,
-            Service::Https => 443,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -342,17 +334,13 @@ pub fn offset(base: Ipv4Addr, n: u32) -> Ipv4Addr {
 pub enum NodeRef<'a> {
     Instance(&'a Instance),
     Database(&'a Database),
-    DbNode(&'a Database, &'a DbNode),
+    DbNode(&'a DbNode),
     Internet(&'a InternetHost),
     NatGateway(&'a NatGateway),
     ElasticIp(&'a ElasticIp),
 }
 
 impl Lab {
-    pub fn subnet(&self, i: usize) -> &Subnet {
-        &self.subnets[i]
-    }
-
     pub fn instance(&self, name: &str) -> Option<&Instance> {
         self.instances.iter().find(|i| i.name == name)
     }
@@ -371,7 +359,7 @@ impl Lab {
         }
         for d in &self.databases {
             if let Some(n) = d.nodes().find(|n| n.name == name) {
-                return Some(NodeRef::DbNode(d, n));
+                return Some(NodeRef::DbNode(n));
             }
         }
         if let Some(h) = self.internet.iter().find(|h| h.name == name) {
@@ -389,11 +377,6 @@ impl Lab {
     /// The internet host whose address is "my IP".
     pub fn my_ip(&self) -> Option<&InternetHost> {
         self.internet.iter().find(|h| h.my_ip)
-    }
-
-    /// Short AZ suffix as people say it: `ap-northeast-2c` in `ap-northeast-2` is `2c`.
-    pub fn az_suffix<'a>(&self, az: &'a str) -> &'a str {
-        az_suffix(&self.region, az)
     }
 
     /// Private DNS name of an address: `ip-10-0-2-238.ap-northeast-2.compute.internal`.
