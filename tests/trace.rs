@@ -388,8 +388,7 @@ fn a_blocked_path_names_the_security_group_where_it_stopped() {
     let req = hops(&v, "request");
     let last = req.last().unwrap();
     assert!(
-        last.starts_with("web/eth0 in 192.0.2.66:")
-            && last.ends_with(&format!("{WEB}:22")),
+        last.starts_with("web/eth0 in 192.0.2.66:") && last.ends_with(&format!("{WEB}:22")),
         "{req:?}"
     );
     let st = &v["stopped"];
