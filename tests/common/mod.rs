@@ -73,7 +73,7 @@ impl Lab {
     }
 
     pub fn connect(&self, node: &str, addr: &str) -> std::io::Result<TcpStream> {
-        connect_from(&self.ns(node), addr, Duration::from_millis(700))
+        connect_from(&self.ns(node), addr, Duration::from_millis(1500))
     }
 }
 
