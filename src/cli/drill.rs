@@ -88,8 +88,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         What::Restore { lab } => {
             let r = crate::lab::running(lab.as_deref())?;
-            let back = az::restore(&r.lab.name, None)?;
+            let (back, events) = az::restore(&r.lab.name, None)?;
             println!("back up: {}", back.join(", "));
+            for e in events {
+                println!("{}  {}", crate::lab::database::fmt_time(e.at), e.message);
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -68,7 +68,7 @@ pub fn outage(lab: &str, az: &str) -> Result<Vec<String>> {
 
 /// Brings AZs back (all that are down, or one): links and routes up, services started,
 /// database servers rejoining as standbys.
-pub fn restore(lab: &str, only: Option<&str>) -> Result<Vec<String>> {
+pub fn restore(lab: &str, only: Option<&str>) -> Result<(Vec<String>, Vec<database::Event>)> {
     let r = running(Some(lab))?;
     let azs: Vec<String> = r
         .state
@@ -83,6 +83,7 @@ pub fn restore(lab: &str, only: Option<&str>) -> Result<Vec<String>> {
     }
     let dir = state::dir(lab);
     let mut back = Vec::new();
+    let mut events = Vec::new();
     for az in &azs {
         for ns in r
             .plan
@@ -124,10 +125,11 @@ pub fn restore(lab: &str, only: Option<&str>) -> Result<Vec<String>> {
         {
             let mut ev = Events::new(lab, &d.name);
             database::rejoin(lab, &d.name, &s.name, &mut ev)?;
+            events.extend(ev.list);
         }
     }
     control::request(lab, &control::Request::Reload, Duration::from_secs(5))?;
-    Ok(back)
+    Ok((back, events))
 }
 
 #[derive(Debug, Serialize)]

@@ -216,6 +216,8 @@ pub struct Events {
     pub list: Vec<Event>,
     file: std::path::PathBuf,
     database: String,
+    /// Also print each event on stderr (the supervisor's log).
+    echo: bool,
 }
 
 impl Events {
@@ -225,6 +227,15 @@ impl Events {
             list: Vec::new(),
             file: super::state::dir(lab).join("events.jsonl"),
             database: database.into(),
+            echo: false,
+        }
+    }
+
+    /// Events that are also written to stderr as they happen.
+    pub fn echoing(lab: &str, database: &str) -> Events {
+        Events {
+            echo: true,
+            ..Events::new(lab, database)
         }
     }
 
@@ -244,7 +255,9 @@ impl Events {
                 let _ = writeln!(f, "{line}");
             }
         }
-        eprintln!("{} {}: {}", fmt_time(e.at), e.database, e.message);
+        if self.echo {
+            eprintln!("{} {}: {}", fmt_time(e.at), e.database, e.message);
+        }
         self.list.push(e);
     }
 }

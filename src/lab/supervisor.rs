@@ -323,7 +323,7 @@ fn reboot(
     ops: &std::sync::Mutex<()>,
 ) -> Result<Vec<database::Event>> {
     let _one_at_a_time = ops.lock().unwrap_or_else(|p| p.into_inner());
-    let mut ev = database::Events::new(lab, db);
+    let mut ev = database::Events::echoing(lab, db);
     if failover {
         let r = running(Some(lab))?;
         let (old, _) = database::roles(&r.lab, db)?;
@@ -388,7 +388,7 @@ fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Resul
                     continue;
                 }
                 failures = 0;
-                let mut ev = database::Events::new(&lab, &db);
+                let mut ev = database::Events::echoing(&lab, &db);
                 let flipped =
                     database::failover(&lab, &db, database::Cause::Unhealthy, &mut ev, &|| {
                         reload_lab(&lab)

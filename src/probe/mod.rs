@@ -107,9 +107,24 @@ fn run_one(r: &Running, dir: &Path, e: &Expectation) -> ProbeResult {
         Ok(t) => t,
         Err(err) => return failed(e, format!("{err:#}")),
     };
-    let obs = match observe(r, dir, e, &target) {
-        Ok(o) => o,
-        Err(err) => return failed(e, format!("{err:#}")),
+    // A source that is down runs nothing; a target that is down says why it is silent.
+    let obs = if let Some(why) = down_reason(r, &e.from) {
+        Observed {
+            reached: false,
+            detail: format!("{} is down: {why}", e.from),
+            seen_as: None,
+            answer: None,
+        }
+    } else {
+        match observe(r, dir, e, &target) {
+            Ok(mut o) => {
+                if let (false, Some(why)) = (o.reached, down_reason(r, &e.to)) {
+                    o.detail = format!("{} is down: {why}", e.to);
+                }
+                o
+            }
+            Err(err) => return failed(e, format!("{err:#}")),
+        }
     };
     let mut ok = match e.result {
         Outcome::Ok => obs.reached,
@@ -123,8 +138,10 @@ fn run_one(r: &Running, dir: &Path, e: &Expectation) -> ProbeResult {
     if !obs.detail.is_empty() {
         observed.push_str(&format!(" ({})", obs.detail));
     }
-    if let (Some(want), true) = (e.seen_as, obs.reached)
-        && obs.seen_as != Some(want)
+    if let (Some(want), true) = (
+        e.seen_as.as_deref().and_then(|n| r.lab.address_seen_as(n)),
+        obs.reached,
+    ) && obs.seen_as != Some(want)
     {
         ok = false;
         observed.push_str(&format!(", but the far end should have seen {want}"));
@@ -151,6 +168,19 @@ fn run_one(r: &Running, dir: &Path, e: &Expectation) -> ProbeResult {
         seen_as: obs.seen_as,
         answer: obs.answer,
     }
+}
+
+/// Why a node can't answer or send now: stopped, or its availability zone is down.
+fn down_reason(r: &Running, node: &str) -> Option<String> {
+    if r.state.runtime.stopped.contains(node) {
+        return Some("stopped".into());
+    }
+    let az = r.plan.netns(node)?.az.as_ref()?;
+    r.state
+        .runtime
+        .azs_down
+        .contains(az)
+        .then(|| format!("{az} is down"))
 }
 
 /// The address a dns check must get back.

@@ -263,8 +263,10 @@ pub struct Expectation {
     pub check: Check,
     pub result: Outcome,
     pub port: Option<u16>,
-    /// The source address the far end must see (NAT checks).
-    pub seen_as: Option<Ipv4Addr>,
+    /// Whose address the far end must see (NAT checks): an address, or the name of an
+    /// instance, Elastic IP, NAT gateway or internet host, resolved when probing (an
+    /// auto-assigned public IP changes on stop and start).
+    pub seen_as: Option<String>,
     pub answer: Option<Answer>,
 }
 
@@ -372,6 +374,20 @@ impl Lab {
             .iter()
             .find(|e| e.name == name)
             .map(NodeRef::ElasticIp)
+    }
+
+    /// The address a far end sees for `name` (see `Expectation::seen_as`).
+    pub fn address_seen_as(&self, name: &str) -> Option<Ipv4Addr> {
+        if let Ok(ip) = name.parse::<Ipv4Addr>() {
+            return Some(ip);
+        }
+        match self.find(name)? {
+            NodeRef::Instance(i) => i.public_ip.address().or(Some(i.private_ip)),
+            NodeRef::ElasticIp(e) => Some(e.address),
+            NodeRef::NatGateway(n) => Some(self.elastic_ips[n.elastic_ip].address),
+            NodeRef::Internet(h) => Some(h.ip),
+            _ => None,
+        }
     }
 
     /// The internet host whose address is "my IP".

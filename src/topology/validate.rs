@@ -1898,17 +1898,8 @@ impl Validator {
         );
     }
 
-    fn seen_as(&mut self, s: &S<String>, lab: &Lab) -> Option<Ipv4Addr> {
-        if let Ok(ip) = s.value.parse::<Ipv4Addr>() {
-            return Some(ip);
-        }
-        let ip = match lab.find(&s.value) {
-            Some(NodeRef::Instance(i)) => i.public_ip.address().or(Some(i.private_ip)),
-            Some(NodeRef::ElasticIp(e)) => Some(e.address),
-            Some(NodeRef::NatGateway(n)) => Some(lab.elastic_ips[n.elastic_ip].address),
-            Some(NodeRef::Internet(h)) => Some(h.ip),
-            _ => None,
-        };
+    fn seen_as(&mut self, s: &S<String>, lab: &Lab) -> Option<String> {
+        let ip = lab.address_seen_as(&s.value);
         if ip.is_none() {
             self.err(
                 loc(s),
@@ -1916,7 +1907,7 @@ impl Validator {
                 "write the name whose public address the far end should see, e.g. `seen_as: my-nat-eip`",
             );
         }
-        ip
+        ip.map(|_| s.value.clone())
     }
 
     fn answer(&mut self, a: &S<String>, to: Option<NodeRef>, lab: &Lab) -> Option<Answer> {
