@@ -107,12 +107,12 @@ pub fn render(lab: &Lab, plan: &Plan) -> String {
         {
             let _ = writeln!(
                 w,
-                "  {role:<14} {} in {} ({}) {}",
+                "  {role:<14} {} in {} ({}){}",
                 n.name,
                 lab.subnets[n.subnet].az,
                 n.private_ip,
                 n.public_ip
-                    .map(|p| format!("public {p}"))
+                    .map(|p| format!(", public {p}"))
                     .unwrap_or_default()
             );
         }
