@@ -28,6 +28,15 @@ pub struct Block {
 }
 
 impl Block {
+    /// A block that is exactly a network (no host bits), as labs hold them.
+    pub fn exact(net: Ipv4Net) -> Block {
+        Block {
+            input: net.to_string(),
+            addr: net.network(),
+            net: net.trunc(),
+        }
+    }
+
     /// True when the address part is not the network address (`10.0.0.5/16`).
     pub fn has_host_bits(&self) -> bool {
         self.addr != self.net.network()
@@ -992,5 +1001,58 @@ mod tests {
         assert!(!m.mergeable);
         assert_eq!(m.covering, net("255.255.255.252/30"));
         assert_eq!(m.extra, nets(&["255.255.255.252/32", "255.255.255.254/32"]));
+    }
+}
+
+/// The parts of `outer` that none of `used` covers, as the fewest CIDR blocks: the
+/// room left in a VPC for more subnets.
+pub fn free_blocks(outer: Ipv4Net, used: &[Ipv4Net]) -> Vec<Ipv4Net> {
+    fn walk(n: Ipv4Net, used: &[Ipv4Net], out: &mut Vec<Ipv4Net>) {
+        if used.iter().any(|u| u.contains(&n)) {
+            return;
+        }
+        if !used.iter().any(|u| n.contains(u)) {
+            out.push(n);
+            return;
+        }
+        if let Ok(halves) = n.subnets(n.prefix_len() + 1) {
+            for h in halves {
+                walk(h, used, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(outer.trunc(), used, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod free_tests {
+    use super::*;
+
+    #[test]
+    fn free_blocks_of_the_hands_on_vpc() {
+        let vpc: Ipv4Net = "10.0.0.0/16".parse().unwrap();
+        let used: Vec<Ipv4Net> = ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let free = free_blocks(vpc, &used);
+        let text: Vec<String> = free.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "10.0.4.0/22",
+                "10.0.8.0/21",
+                "10.0.16.0/20",
+                "10.0.32.0/19",
+                "10.0.64.0/18",
+                "10.0.128.0/17"
+            ]
+        );
+        let total: u64 = free.iter().map(|n| 1u64 << (32 - n.prefix_len())).sum();
+        assert_eq!(total, 65536 - 4 * 256);
+        assert_eq!(free_blocks(vpc, &[]), vec![vpc]);
+        assert!(free_blocks(vpc, &[vpc]).is_empty());
     }
 }

@@ -49,7 +49,6 @@ netmask works in place of the prefix length: 10.0.0.0/255.255.0.0.
     after_help = examples!(),
     after_long_help = AFTER_LONG_HELP,
     args_conflicts_with_subcommands = true,
-    arg_required_else_help = true,
     subcommand_value_name = "SPLIT|MERGE",
     subcommand_help_heading = "Forms"
 )]
@@ -62,6 +61,9 @@ pub struct Args {
     /// usable_classic, usable_aws, aws_reserved, rfc1918, aws_block_ok, ...)
     #[arg(long)]
     json: bool,
+    /// With no BLOCK: the address plan of this lab file (the built-in lab by default)
+    #[arg(long, value_name = "FILE")]
+    lab: Option<std::path::PathBuf>,
     #[command(subcommand)]
     form: Option<Form>,
 }
@@ -128,7 +130,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         (Some(Form::Split(s)), _) => run_split(&mut out, s),
         (Some(Form::Merge(m)), _) => run_merge(&mut out, m),
         (None, Some(b)) => run_info(&mut out, &b, a.json),
-        (None, None) => anyhow::bail!("give a BLOCK like 10.0.0.0/16, or `split` or `merge`"),
+        (None, None) => return run_lab(a.lab.as_deref(), a.json),
     };
     match result {
         Ok(code) => Ok(code),
@@ -136,6 +138,73 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(e) => Err(e.into()),
     }
+}
+
+/// With no BLOCK: a lab's address plan, the VPC and each subnet, in use and free.
+fn run_lab(file: Option<&std::path::Path>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = super::load_lab(file, None)? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let lab = &loaded.lab;
+    let in_use = crate::topology::validate::private_ips_by_subnet(lab);
+    let rows: Vec<serde_json::Value> = lab
+        .subnets
+        .iter()
+        .map(|s| {
+            let i = cidr::info(&Block::exact(s.cidr));
+            let used = in_use.get(&s.name).map_or(0, Vec::len) as u64;
+            serde_json::json!({
+                "subnet": s.name, "az": s.az, "cidr": s.cidr.to_string(),
+                "addresses": i.addresses, "usable_aws": i.usable_aws,
+                "in_use": used, "free": i.usable_aws.saturating_sub(used),
+            })
+        })
+        .collect();
+    let used: Vec<Ipv4Net> = lab.subnets.iter().map(|s| s.cidr).collect();
+    let free = cidr::free_blocks(lab.vpc.cidr, &used);
+    let vpc = cidr::info(&Block::exact(lab.vpc.cidr));
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "lab": lab.name, "vpc": vpc, "subnets": rows,
+                "unallocated": free.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "lab {}: VPC {} {}: {} addresses, {}",
+        lab.name,
+        lab.vpc.name,
+        lab.vpc.cidr,
+        grouped(vpc.addresses),
+        if vpc.rfc1918 { "RFC 1918 private" } else { "not RFC 1918" }
+    );
+    println!(
+        "  {:<14} {:<17} {:<15} {:>9} {:>13} {:>7} {:>6}",
+        "subnet", "AZ", "CIDR", "addresses", "usable on AWS", "in use", "free"
+    );
+    for r in &rows {
+        println!(
+            "  {:<14} {:<17} {:<15} {:>9} {:>13} {:>7} {:>6}",
+            r["subnet"].as_str().unwrap_or(""),
+            r["az"].as_str().unwrap_or(""),
+            r["cidr"].as_str().unwrap_or(""),
+            r["addresses"].to_string(),
+            r["usable_aws"].to_string(),
+            r["in_use"].to_string(),
+            r["free"].to_string()
+        );
+    }
+    let room: u64 = free.iter().map(|n| 1u64 << (32 - n.prefix_len())).sum();
+    println!(
+        "  not in any subnet: {} addresses ({})",
+        grouped(room),
+        free.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+    );
+    println!("\n`vpclab cidr BLOCK` explains one block; `vpclab cidr split` and `merge` do the arithmetic.");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An input error found after parsing (exit 2, like clap's own input errors).
@@ -414,7 +483,7 @@ mod tests {
     use super::grouped;
 
     #[test]
-    fn numbers_are_grouped_by_thousands() {
+    fn numbers_are_grouped_by_grouped() {
         assert_eq!(grouped(0), "0");
         assert_eq!(grouped(251), "251");
         assert_eq!(grouped(1024), "1,024");
