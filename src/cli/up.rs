@@ -14,6 +14,10 @@ pub struct Args {
     /// Leave the database servers off (their namespaces and addresses still exist)
     #[arg(long)]
     no_databases: bool,
+    /// Build the network only: no key pairs, services, databases or supervisor (DNS,
+    /// metadata) — what the fabric benchmarks measure
+    #[arg(long, conflicts_with = "no_databases")]
+    fabric_only: bool,
     /// How often the supervisor health-checks each database primary, in milliseconds
     #[arg(long, value_name = "MS", default_value_t = crate::lab::state::DEFAULT_HEALTH_INTERVAL_MS,
           value_parser = clap::value_parser!(u64).range(50..=60_000))]
@@ -35,7 +39,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         loaded.source.label()
     ));
     let opts = up::Options {
-        databases: !a.no_databases,
+        services: !a.fabric_only,
+        databases: !a.no_databases && !a.fabric_only,
         health_interval_ms: a.health_interval,
     };
     let out = up::up(&loaded, &opts, &mut progress)?;

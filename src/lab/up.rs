@@ -20,6 +20,8 @@ use std::time::Instant;
 pub const FAULT_ENV: &str = "VPCLAB_FAULT";
 
 pub struct Options {
+    /// Start services, databases and the supervisor (off: the network only).
+    pub services: bool,
     /// Start the database servers (off: their namespaces exist, MariaDB doesn't run).
     pub databases: bool,
     pub health_interval_ms: u64,
@@ -28,6 +30,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            services: true,
             databases: true,
             health_interval_ms: state::DEFAULT_HEALTH_INTERVAL_MS,
         }
@@ -136,6 +139,11 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
             Ok::<(), anyhow::Error>(())
         })?;
         let mut st = st;
+        if !opts.services {
+            checkpoint("ready")?;
+            st.phase = Phase::Up;
+            return st.save();
+        }
         start_services(lab, &plan, &dir, &mut st, progress)?;
         if opts.databases && !lab.databases.is_empty() {
             checkpoint("database")?;
