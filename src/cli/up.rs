@@ -49,10 +49,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         print!("{}", summary::render(&loaded.lab, &out.plan));
         let dir = crate::lab::state::dir(&loaded.lab.name);
         for k in &loaded.lab.key_pairs {
-            println!(
-                "\nKey pair {k}: {} (mode 0600, like the console's download)",
-                crate::services::ssh::key_path(&dir, k).display()
-            );
+            let key = crate::services::ssh::key_path(&dir, k);
+            if key.exists() {
+                println!(
+                    "\nKey pair {k}: {} (mode 0600, like the console's download)",
+                    key.display()
+                );
+            }
         }
         let lab_arg = if loaded.lab.name == crate::topology::BUILTIN_NAME {
             String::new()
