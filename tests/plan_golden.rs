@@ -15,7 +15,8 @@ fn check(args: &[&str], golden: &str) {
         std::fs::write(&path, &o.stdout).unwrap();
         return;
     }
-    let want = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (VPCLAB_BLESS=1 creates it)"));
+    let want =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (VPCLAB_BLESS=1 creates it)"));
     if o.stdout != want {
         let got = String::from_utf8_lossy(&o.stdout);
         let want = String::from_utf8_lossy(&want);

@@ -179,7 +179,11 @@ fn run_lab(file: Option<&std::path::Path>, as_json: bool) -> anyhow::Result<Exit
         lab.vpc.name,
         lab.vpc.cidr,
         grouped(vpc.addresses),
-        if vpc.rfc1918 { "RFC 1918 private" } else { "not RFC 1918" }
+        if vpc.rfc1918 {
+            "RFC 1918 private"
+        } else {
+            "not RFC 1918"
+        }
     );
     println!(
         "  {:<14} {:<17} {:<15} {:>9} {:>13} {:>7} {:>6}",
@@ -201,9 +205,14 @@ fn run_lab(file: Option<&std::path::Path>, as_json: bool) -> anyhow::Result<Exit
     println!(
         "  not in any subnet: {} addresses ({})",
         grouped(room),
-        free.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+        free.iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    println!("\n`vpclab cidr BLOCK` explains one block; `vpclab cidr split` and `merge` do the arithmetic.");
+    println!(
+        "\n`vpclab cidr BLOCK` explains one block; `vpclab cidr split` and `merge` do the arithmetic."
+    );
     Ok(ExitCode::SUCCESS)
 }
 

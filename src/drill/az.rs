@@ -9,7 +9,6 @@ use crate::lab::{Running, control, down, hosts, running, state};
 use crate::plan::Role;
 use crate::plan::network::HOST_IF;
 use crate::probe;
-use crate::services;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -104,21 +103,14 @@ pub fn restore(lab: &str, only: Option<&str>) -> Result<(Vec<String>, Vec<databa
         })?;
     }
     let now = running(Some(lab))?;
-    let specs: Vec<services::Spec> = services::prepare(&now.lab, &now.plan, &dir)?
-        .into_iter()
-        .filter(|s| back.contains(&s.node))
-        .collect();
-    let mut started = Vec::new();
-    for spec in specs {
-        let env = hosts::env(&now.plan, &dir, &spec.node)?;
-        let p = services::start(&spec, &env, &dir)?;
+    let was_down = |n: &str| back.iter().any(|b| b == n);
+    hosts::start_services(&now.lab, &now.plan, &dir, &was_down, &mut |p| {
         State::modify(lab, |st| {
             st.processes.push(p.clone());
             Ok(())
-        })?;
-        started.push((spec, p));
-    }
-    services::wait_ready(&started, &dir, Duration::from_secs(10))?;
+        })
+        .map(|_| ())
+    })?;
     for d in now.lab.databases.iter().filter(|d| d.standby.is_some()) {
         if let Some(s) = &d.standby
             && back.contains(&s.name)

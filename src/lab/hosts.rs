@@ -10,8 +10,12 @@
 //! | the folder itself     | the same path, in a fresh /run with /run/sshd      |
 
 use crate::kernel::enter::{HostEnv, PrivateRun};
+use crate::lab::state::Proc;
 use crate::plan::{Host, Plan};
-use crate::services::users::{self, Account};
+use crate::services::{
+    self,
+    users::{self, Account},
+};
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -53,6 +57,29 @@ fn write_host(h: &Host, dir: &Path, account: Account) -> Result<()> {
             .with_context(|| format!("write {}/{name}", etc.display()))?;
     }
     users::write_account_files(&etc, account)
+}
+
+/// Prepares and starts the services of the nodes `which` picks, handing each process to
+/// `record` (the state file) as soon as it exists, then waits until all of them listen.
+pub fn start_services(
+    lab: &crate::topology::Lab,
+    plan: &Plan,
+    state_dir: &Path,
+    which: &dyn Fn(&str) -> bool,
+    record: &mut dyn FnMut(&Proc) -> Result<()>,
+) -> Result<Vec<services::Spec>> {
+    let specs: Vec<services::Spec> = services::prepare(lab, plan, state_dir)?
+        .into_iter()
+        .filter(|s| which(&s.node))
+        .collect();
+    let mut started = Vec::new();
+    for spec in specs {
+        let p = services::start(&spec, &env(plan, state_dir, &spec.node)?, state_dir)?;
+        record(&p)?;
+        started.push((spec, p));
+    }
+    services::wait_ready(&started, state_dir, std::time::Duration::from_secs(10))?;
+    Ok(started.into_iter().map(|(s, _)| s).collect())
 }
 
 /// How to run a program on `node`: a host gets its own files, /run and hostname; a

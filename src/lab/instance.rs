@@ -6,7 +6,6 @@ use super::state::{self, State};
 use super::{Running, control, down, hosts, running};
 use crate::kernel::{self, netns};
 use crate::plan::network::HOST_IF;
-use crate::services;
 use crate::topology::{Lab, PublicIp};
 use anyhow::{Context, Result, bail};
 use std::collections::HashSet;
@@ -91,21 +90,13 @@ pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
     let ns = now.plan.netns(name).context("no namespace")?;
     kernel::restore_link(ns, HOST_IF)?;
     let dir = state::dir(&now.lab.name);
-    let specs: Vec<services::Spec> = services::prepare(&now.lab, &now.plan, &dir)?
-        .into_iter()
-        .filter(|s| s.node == name)
-        .collect();
-    let mut started = Vec::new();
-    for spec in specs {
-        let env = hosts::env(&now.plan, &dir, name)?;
-        let p = services::start(&spec, &env, &dir)?;
+    hosts::start_services(&now.lab, &now.plan, &dir, &|n| n == name, &mut |p| {
         State::modify(&now.lab.name, |st| {
             st.processes.push(p.clone());
             Ok(())
-        })?;
-        started.push((spec, p));
-    }
-    services::wait_ready(&started, &dir, Duration::from_secs(10))?;
+        })
+        .map(|_| ())
+    })?;
     let after = instance_public(&now.lab, name);
     Ok(Change {
         instance: name.into(),

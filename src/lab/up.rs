@@ -212,20 +212,14 @@ fn start_services(
     let t = Instant::now();
     progress.start("services");
     let keys = services::key_pairs(lab, dir)?;
-    let specs = services::prepare(lab, plan, dir)?;
     checkpoint("services")?;
-    let mut started = Vec::new();
-    for spec in specs {
-        let env = hosts::env(plan, dir, &spec.node)?;
-        let p = services::start(&spec, &env, dir)?;
+    let started = hosts::start_services(lab, plan, dir, &|_| true, &mut |p| {
         st.processes.push(p.clone());
-        st.save()?;
-        started.push((spec, p));
-    }
-    services::wait_ready(&started, dir, std::time::Duration::from_secs(10))?;
+        st.save()
+    })?;
     let what: Vec<String> = started
         .iter()
-        .map(|(s, _)| format!("{} on {}", s.what, s.node))
+        .map(|s| format!("{} on {}", s.what, s.node))
         .collect();
     progress.done(
         "services",
