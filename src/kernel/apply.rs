@@ -98,55 +98,34 @@ impl<'p> Applier<'p> {
         }
     }
 
-    /// Creates every namespace and, inside it: sysctls, the loopback, the nftables
-    /// ruleset, and a netlink socket for the later steps.
+    /// Creates every namespace and, inside it, its sysctls and nftables ruleset; then
+    /// opens a netlink socket in each for the later steps. Rulesets go first, while the
+    /// process holds few file descriptors: libnftables waits on its socket with
+    /// select(), which can't watch descriptors above 1023.
     async fn namespaces(&mut self) -> Result<()> {
         let plan = self.plan;
         let hook = self.on_namespace;
-        let rt = self.rt.clone();
         let created = AtomicUsize::new(0);
-        let done: Mutex<Vec<(String, Netlink, File)>> = Mutex::new(Vec::new());
-        let next = AtomicUsize::new(0);
-        let first_err: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         tokio::task::block_in_place(|| {
-            std::thread::scope(|s| {
-                for _ in 0..workers().min(plan.namespaces.len().max(1)) {
-                    s.spawn(|| {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(ns) = plan.namespaces.get(i) else {
-                                break;
-                            };
-                            if first_err.lock().unwrap().is_some() {
-                                break;
-                            }
-                            let opened = create_one(ns, &rt).and_then(|nl| {
-                                let f = netns::open(&ns.name)?;
-                                done.lock().unwrap().push((ns.name.clone(), nl, f));
-                                let n = created.fetch_add(1, Ordering::SeqCst) + 1;
-                                hook.map_or(Ok(()), |h| h(n))
-                            });
-                            match opened {
-                                Ok(()) => {}
-                                Err(e) => {
-                                    first_err.lock().unwrap().get_or_insert(
-                                        e.context(format!("set up namespace {}", ns.name)),
-                                    );
-                                }
-                            }
-                        }
-                    });
-                }
-            });
-        });
-        for (name, nl, f) in done.into_inner().unwrap() {
+            par_each(&plan.namespaces, |ns| {
+                create_one(ns).with_context(|| format!("set up namespace {}", ns.name))?;
+                let n = created.fetch_add(1, Ordering::SeqCst) + 1;
+                hook.map_or(Ok(()), |h| h(n))
+            })
+        })?;
+        let rt = self.rt.clone();
+        let handles = tokio::task::block_in_place(|| {
+            par_each(&plan.namespaces, |ns| {
+                let f = netns::open(&ns.name)?;
+                let nl = netns::run_in(&f, || Netlink::open_here(&rt))?;
+                Ok((ns.name.clone(), nl, f))
+            })
+        })?;
+        for (name, nl, f) in handles {
             self.nl.insert(name.clone(), nl);
             self.files.insert(name, f);
         }
-        match first_err.into_inner().unwrap() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     fn nl(&self, ns: &str) -> Result<&Netlink> {
@@ -219,6 +198,7 @@ impl<'p> Applier<'p> {
 
         let mut ups = Vec::new();
         for ns in &self.plan.namespaces {
+            ups.push((self.nl(&ns.name)?, 1, "lo".to_string(), None));
             for b in &ns.bridges {
                 ups.push((
                     self.nl(&ns.name)?,
@@ -279,7 +259,7 @@ impl<'p> Applier<'p> {
 }
 
 /// Everything done inside one new namespace, on the thread that created it.
-fn create_one(ns: &Netns, rt: &tokio::runtime::Handle) -> Result<Netlink> {
+fn create_one(ns: &Netns) -> Result<()> {
     netns::create_and(&ns.name, || {
         let (early, late): (Vec<_>, Vec<_>) = ns
             .sysctls
@@ -287,12 +267,36 @@ fn create_one(ns: &Netns, rt: &tokio::runtime::Handle) -> Result<Netlink> {
             .cloned()
             .partition(|s| !sysctl::after_firewall(s));
         sysctl::apply(&early)?;
-        let nl = Netlink::open_here(rt)?;
-        rt.block_on(nl.up(1, "lo", None))?;
         if let Some(t) = &ns.firewall {
             nft::apply_here(t)?;
         }
-        sysctl::apply(&late)?;
-        Ok(nl)
+        sysctl::apply(&late)
     })
+}
+
+/// Runs `f` on every item on a few worker threads; stops at the first error.
+fn par_each<I: Sync, T: Send>(items: &[I], f: impl Fn(&I) -> Result<T> + Sync) -> Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<T>> = Mutex::new(Vec::with_capacity(items.len()));
+    let first_err: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers().min(items.len().max(1)) {
+            s.spawn(|| {
+                while first_err.lock().unwrap().is_none() {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    match f(item) {
+                        Ok(v) => out.lock().unwrap().push(v),
+                        Err(e) => {
+                            first_err.lock().unwrap().get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    match first_err.into_inner().unwrap() {
+        Some(e) => Err(e),
+        None => Ok(out.into_inner().unwrap()),
+    }
 }

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod capture;
 pub mod conntrack;
 pub mod enter;
+pub mod libnft;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

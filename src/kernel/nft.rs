@@ -209,7 +209,8 @@ fn verdict(v: &Verdict) -> Statement<'static> {
 }
 
 /// Applies a table in the calling thread's network namespace (call it from
-/// `netns::run_in`/`create_and`; the `nft` child inherits the thread's namespace).
+/// `netns::run_in`/`create_and`): through libnftables in-process, or an `nft` child,
+/// which inherits the thread's namespace.
 pub fn apply_here(t: &Table) -> Result<()> {
     run_nft(&batch(t))
 }
@@ -237,6 +238,10 @@ pub fn replace_here(t: &Table) -> Result<()> {
 }
 
 fn run_nft(batch: &Nftables) -> Result<()> {
+    if super::libnft::available() {
+        let json = serde_json::to_string(batch).expect("nftables JSON serializes");
+        return super::libnft::run(&json);
+    }
     let payload = serde_json::to_vec(batch).expect("nftables JSON serializes");
     let mut child = Command::new("nft")
         .args(["-j", "-f", "-"])

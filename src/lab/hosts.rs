@@ -3,7 +3,8 @@
 //!
 //! | in the state dir      | inside the node                                    |
 //! |-----------------------|----------------------------------------------------|
-//! | `etc/resolv.conf` ... | /etc/resolv.conf, hosts, hostname, passwd, group, shadow |
+//! | `etc/resolv.conf` ... | /etc/resolv.conf, hosts, hostname                  |
+//! | `../../etc/passwd` ...| /etc/passwd, group, shadow (one copy for the lab)  |
 //! | `home/`               | /home (ec2-user's home)                            |
 //! | `log/`                | /var/log (sshd's login records stay in the lab)    |
 //! | `tmp/`                | /tmp                                               |
@@ -24,25 +25,31 @@ pub fn host_dir(state_dir: &Path, node: &str) -> PathBuf {
     state_dir.join("hosts").join(node)
 }
 
-const ETC_FILES: [&str; 6] = [
-    "resolv.conf",
-    "hosts",
-    "hostname",
-    "passwd",
-    "group",
-    "shadow",
-];
+/// Files of each host's own, and files every host of the lab shares (`<state>/etc/`).
+const HOST_FILES: [&str; 3] = ["resolv.conf", "hosts", "hostname"];
+const ACCOUNT_FILES: [&str; 3] = ["passwd", "group", "shadow"];
 
-/// Writes every host's files. `account` is ec2-user's uid/gid on this machine.
-pub fn write_files(plan: &Plan, state_dir: &Path, account: Account) -> Result<()> {
-    for h in &plan.hosts {
-        write_host(h, &host_dir(state_dir, &h.node), account)
-            .with_context(|| format!("prepare the files of {}", h.node))?;
-    }
+/// Writes the files every host shares. `account` is ec2-user's uid/gid on this machine.
+pub fn write_shared_files(state_dir: &Path, account: Account) -> Result<()> {
+    // Every host sees the lab's key folder (see `env`), even when it holds no key yet.
+    std::fs::create_dir_all(state_dir.join("keys"))?;
+    // The accounts (the host's plus ec2-user) are the same on every host: one copy.
+    let shared = state_dir.join("etc");
+    std::fs::create_dir_all(&shared)?;
+    users::write_account_files(&shared, &users::account_files(account)?)?;
     Ok(())
 }
 
-fn write_host(h: &Host, dir: &Path, account: Account) -> Result<()> {
+/// A host's own files, written the first time something runs on it (a lab of 1,000
+/// instances that only routes packets never needs 1,000 folders).
+fn ensure_host(h: &Host, dir: &Path) -> Result<()> {
+    if dir.join("etc").join("hostname").exists() {
+        return Ok(());
+    }
+    write_host(h, dir).with_context(|| format!("prepare the files of {}", h.node))
+}
+
+fn write_host(h: &Host, dir: &Path) -> Result<()> {
     let etc = dir.join("etc");
     for sub in ["etc", "home", "log", "tmp"] {
         std::fs::create_dir_all(dir.join(sub))?;
@@ -56,7 +63,7 @@ fn write_host(h: &Host, dir: &Path, account: Account) -> Result<()> {
         std::fs::write(etc.join(name), content)
             .with_context(|| format!("write {}/{name}", etc.display()))?;
     }
-    users::write_account_files(&etc, account)
+    Ok(())
 }
 
 /// Prepares and starts the services of the nodes `which` picks, handing each process to
@@ -87,9 +94,15 @@ pub fn start_services(
 pub fn env(plan: &Plan, state_dir: &Path, node: &str) -> Result<HostEnv> {
     if let Some(h) = plan.host(node) {
         let dir = host_dir(state_dir, node);
-        let mut binds: Vec<(PathBuf, PathBuf)> = ETC_FILES
+        ensure_host(h, &dir)?;
+        let mut binds: Vec<(PathBuf, PathBuf)> = HOST_FILES
             .iter()
             .map(|f| (dir.join("etc").join(f), Path::new("/etc").join(f)))
+            .chain(
+                ACCOUNT_FILES
+                    .iter()
+                    .map(|f| (state_dir.join("etc").join(f), Path::new("/etc").join(f))),
+            )
             .collect();
         binds.push((dir.join("home"), "/home".into()));
         binds.push((dir.join("log"), "/var/log".into()));

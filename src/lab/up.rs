@@ -116,7 +116,7 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
         st.save()?;
         checkpoint("state")?;
         let account = services::users_account(&dir)?;
-        hosts::write_files(&plan, &dir, account)?;
+        hosts::write_shared_files(&dir, account)?;
         checkpoint("host-files")?;
 
         let rt = tokio::runtime::Builder::new_multi_thread()

@@ -32,10 +32,9 @@ pub fn pick_ids() -> Result<Account> {
     Ok(Account { uid: id, gid: id })
 }
 
-/// Writes `dir/passwd`, `dir/group` and `dir/shadow`: the host's plus ec2-user (no
-/// password: it logs in with the key pair only).
-pub fn write_account_files(dir: &Path, a: Account) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+/// The host's passwd, group and shadow plus ec2-user (no password: it logs in with the
+/// key pair only), as (file name, text, mode); made once per lab, written per host.
+pub fn account_files(a: Account) -> Result<Vec<(&'static str, String, u32)>> {
     let add = |src: &str, line: String| -> Result<String> {
         let mut t = std::fs::read_to_string(src).with_context(|| format!("read {src}"))?;
         if !t.ends_with('\n') && !t.is_empty() {
@@ -45,7 +44,7 @@ pub fn write_account_files(dir: &Path, a: Account) -> Result<()> {
         t.push('\n');
         Ok(t)
     };
-    let files = [
+    Ok(vec![
         (
             "passwd",
             add(
@@ -67,11 +66,15 @@ pub fn write_account_files(dir: &Path, a: Account) -> Result<()> {
             add("/etc/shadow", format!("{USER}:*:20000:0:99999:7:::"))?,
             0o640,
         ),
-    ];
+    ])
+}
+
+/// Writes the account files into `dir`.
+pub fn write_account_files(dir: &Path, files: &[(&str, String, u32)]) -> Result<()> {
     for (name, text, mode) in files {
         let p = dir.join(name);
         std::fs::write(&p, text).with_context(|| format!("write {}", p.display()))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
     }
     Ok(())
 }
