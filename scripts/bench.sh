@@ -160,7 +160,9 @@ BG_PIDS=()          # background processes this run started (Mininet)
 forget_pid() { local p keep=(); for p in "${BG_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; BG_PIDS=("${keep[@]}"); }
 
 # remove_ns_prefix PREFIX: delete every namespace whose name starts with PREFIX (ours by tag)
-remove_ns_prefix() { local n; for n in $(ip netns list | awk '{print $1}'); do [[ $n == "$1"* ]] && ip netns del "$n"; done; }
+# (/run/netns is read directly: `ip netns list` complains about namespaces being deleted)
+ns_names() { ls /run/netns 2>/dev/null; }
+remove_ns_prefix() { local n; for n in $(ns_names); do [[ $n == "$1"* ]] && ip netns del "$n"; done; return 0; }
 lab_down() { "$VPCLAB" down "$1" >/dev/null 2>&1 || true; }
 netns_exists() { [[ -e /run/netns/$1 ]]; }
 
@@ -188,15 +190,15 @@ trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
 # Leftovers of an earlier, interrupted run carry our tags: remove them first.
 stale_cleanup() {
     local n l
-    for n in $(ip netns list | awk '{print $1}' | grep -E '^vpclab-bench[a-z0-9]*\.vpc-router$'); do
+    for n in $(ns_names | grep -E '^vpclab-bench[a-z0-9]*\.vpc-router$'); do
         l=${n#vpclab-}; l=${l%.vpc-router}
         say "removing a lab left by an earlier run: $l"; lab_down "$l"
     done
     remove_ns_prefix vpclab-benchip.
     "$BENCH/plain-chain.sh" down >/dev/null 2>&1
     netns_exists vpclab-benchmn.root && ip netns del vpclab-benchmn.root
-    if ip netns list | grep -q '^vpclab-bench'; then
-        die "namespaces vpclab-bench* remain from an earlier run: $(ip netns list | grep '^vpclab-bench' | head -3 | tr '\n' ' ')"
+    if ns_names | grep -q '^vpclab-bench'; then
+        die "namespaces vpclab-bench* remain from an earlier run: $(ns_names | grep '^vpclab-bench' | head -3 | tr '\n' ' ')"
     fi
 }
 
@@ -213,11 +215,35 @@ root_snapshot() {
 
 # ---------------------------------------------------------------- contenders
 
-# vpclab_updown LAB FILE|"" UPVAR DOWNVAR [STEPSVAR]: one `up` then one `down`, timed.
+# `ip netns del` (and vpclab down, and Mininet's killed shells) only drop the last reference:
+# the kernel frees network namespaces later, in a work queue, and that work competes with
+# whatever runs next. settle waits until the net_namespace slab is back to its level at the
+# start, so the next contender starts on a quiet kernel, and says how long the freeing took.
+ns_objects() { awk '$1 == "net_namespace" { print $2 }' /proc/slabinfo 2>/dev/null; }
+NS_BASE=""
+settle() { # VAR: seconds waited
+    local __v=$1 t0 c i
+    t0=$(now_us)
+    if [[ -n $NS_BASE ]]; then
+        for ((i = 0; i < 1200; i++)); do
+            c=$(ns_objects); ((c <= NS_BASE + 32)) && break; sleep 0.1
+        done
+        if ((i == 1200)); then
+            say "    note: namespaces not freed after 120 s ($c held, $NS_BASE at start); someone else may hold some: new baseline"
+            NS_BASE=$c
+        fi
+    fi
+    printf -v "$__v" '%s' "$(secs "$t0" "$(now_us)")"
+}
+# plus A B -> A + B
+plus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+
+# vpclab_updown LAB FILE|"" UPVAR DOWNVAR FREEDVAR [STEPSVAR]: one `up` then one `down`, timed;
+# FREEDVAR = down + the time until the kernel freed the namespaces (see settle).
 # The built-in lab is brought up with --quiet; a lab file without it, stdout discarded and
 # the per-step timings (stderr) kept in STEPSVAR.
 vpclab_updown() {
-    local lab=$1 file=$2 __up=$3 __down=$4 __steps=${5:-} t
+    local lab=$1 file=$2 __up=$3 __down=$4 __freed=$5 __steps=${6:-} t w
     LABS_UP+=("$lab")
     if [[ -z $file ]]; then
         timed t "$VPCLAB" up --name "$lab" --quiet || die "vpclab up --name $lab failed"
@@ -230,23 +256,25 @@ vpclab_updown() {
     timed t "$VPCLAB" down "$lab" >/dev/null || die "vpclab down $lab failed"
     printf -v "$__down" '%s' "$t"
     netns_exists "vpclab-$lab.vpc-router" && die "vpclab down $lab left its router namespace"
+    settle w; printf -v "$__freed" '%s' "$(plus "$t" "$w")"
 }
 # "  namespaces   1006 namespaces, ... (8840 ms)" -> "namespaces=8840 links=845 ..."
 steps_of() { awk 'match($0, /\([0-9]+ ms\)$/) { printf "%s=%s ", $1, substr($0, RSTART + 1, RLENGTH - 5) }' "$1" | sed 's/ $//'; }
 
-ipfab_updown() { # N UPVAR DOWNVAR
-    local n=$1 __up=$2 __down=$3 t
+ipfab_updown() { # N UPVAR DOWNVAR FREEDVAR
+    local n=$1 __up=$2 __down=$3 __freed=$4 t w
     timed t "$BENCH/ip-fabric.sh" up "$n" || die "ip-fabric.sh up $n failed"
     printf -v "$__up" '%s' "$t"
     timed t "$BENCH/ip-fabric.sh" down "$n" || die "ip-fabric.sh down $n failed"
     printf -v "$__down" '%s' "$t"
+    settle w; printf -v "$__freed" '%s' "$(plus "$t" "$w")"
 }
 
 HOST_NETNS=$(readlink /proc/$$/ns/net)
-# mininet_updown N BUILDVAR STOPVAR: Mininet in its own namespace vpclab-benchmn.root.
+# mininet_updown N BUILDVAR STOPVAR FREEDVAR: Mininet in its own namespace vpclab-benchmn.root.
 # build = Mininet(topo, build=True) + net.start(); stop = net.stop() (timed inside Python).
 mininet_updown() {
-    local n=$1 __b=$2 __s=$3 pid line b st left
+    local n=$1 __b=$2 __s=$3 __freed=$4 pid line b st left w
     ip netns add vpclab-benchmn.root || die "ip netns add vpclab-benchmn.root"
     # vpclab sets these to 0 in its namespaces; Mininet warns when they are 1
     ip netns exec vpclab-benchmn.root sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$f" ] && echo 0 > "$f"; done; true'
@@ -265,6 +293,7 @@ mininet_updown() {
     ip netns del vpclab-benchmn.root
     printf -v "$__b" '%s' "$b"
     printf -v "$__s" '%s' "$st"
+    settle w; printf -v "$__freed" '%s' "$(plus "$st" "$w")"
 }
 
 # ---------------------------------------------------------------- sections
@@ -272,46 +301,49 @@ mininet_updown() {
 section_fabric() {
     say ""
     say "== fabric: the built-in lab (no services), vpclab up --name benchfab --quiet / vpclab down benchfab"
-    local ups=() downs=() u d r
-    vpclab_updown benchfab "" u d   # warm-up (page cache, first netns setup), not counted
+    local ups=() downs=() freed=() u d f r
+    vpclab_updown benchfab "" u d f   # warm-up (page cache, first netns setup), not counted
     say "  warm-up run (not counted): up $u s, down $d s"
     for ((r = 1; r <= RUNS; r++)); do
-        vpclab_updown benchfab "" u d
-        ups+=("$u") downs+=("$d")
-        say "  run $r/$RUNS: up $u s, down $d s"
+        vpclab_updown benchfab "" u d f
+        ups+=("$u") downs+=("$d") freed+=("$f")
+        say "  run $r/$RUNS: up $u s, down $d s (namespaces freed by the kernel after $f s)"
     done
-    local mu md; mu=$(median "${ups[@]}"); md=$(median "${downs[@]}")
-    say "  median of $RUNS: up $mu s, down $md s"
+    local mu md mf; mu=$(median "${ups[@]}"); md=$(median "${downs[@]}"); mf=$(median "${freed[@]}")
+    say "  median of $RUNS: up $mu s, down $md s (freed after $mf s)"
     record fabric "built-in lab up" "$mu" s "$RUNS" "<= 0.5" "${ups[@]}"
     record fabric "built-in lab down" "$md" s "$RUNS" "<= 0.5" "${downs[@]}"
+    record fabric "built-in lab down, until freed" "$mf" s "$RUNS" - "${freed[@]}"
 }
 
 # compare N LABFILE LABNAME MNRUNS SECTION: vpclab, ip script and Mininet interleaved run by run.
 compare() {
     local n=$1 file=$2 lab=$3 mnruns=$4 section=$5
-    local vu=() vd=() iu=() id=() mb=() ms=() steps=() u d s r
+    local vu=() vd=() vf=() ipu=() ipd=() ipf=() mb=() ms=() mf=() steps=() u d f s r
     for ((r = 1; r <= RUNS; r++)); do
-        vpclab_updown "$lab" "$file" u d s
-        vu+=("$u") vd+=("$d") steps+=("$s")
-        say "  run $r/$RUNS: vpclab  up $u s, down $d s   [$s]"
-        ipfab_updown "$n" u d
-        iu+=("$u") id+=("$d")
-        say "  run $r/$RUNS: ip      up $u s, down $d s"
+        vpclab_updown "$lab" "$file" u d f s
+        vu+=("$u") vd+=("$d") vf+=("$f") steps+=("$s")
+        say "  run $r/$RUNS: vpclab  up $u s, down $d s, freed $f s   [$s]"
+        ipfab_updown "$n" u d f
+        ipu+=("$u") ipd+=("$d") ipf+=("$f")
+        say "  run $r/$RUNS: ip      up $u s, down $d s, freed $f s"
         if ((r <= mnruns)); then
-            mininet_updown "$n" u d
-            mb+=("$u") ms+=("$d")
-            say "  run $r/$RUNS: mininet up $u s, down $d s"
+            mininet_updown "$n" u d f
+            mb+=("$u") ms+=("$d") mf+=("$f")
+            say "  run $r/$RUNS: mininet up $u s, down $d s, freed $f s"
         fi
     done
-    local mvu mvd miu mid mmb mms
-    mvu=$(median "${vu[@]}"); mvd=$(median "${vd[@]}"); miu=$(median "${iu[@]}"); mid=$(median "${id[@]}")
-    say "  median of $RUNS: vpclab up $mvu s, down $mvd s;  ip script up $miu s, down $mid s"
+    local mvu mvd mvf miu mid mif mmb mms mmf
+    mvu=$(median "${vu[@]}"); mvd=$(median "${vd[@]}"); mvf=$(median "${vf[@]}")
+    miu=$(median "${ipu[@]}"); mid=$(median "${ipd[@]}"); mif=$(median "${ipf[@]}")
+    say "  (down = until the command returned; freed = until the kernel had freed the namespaces too)"
+    say "  median of $RUNS: vpclab up $mvu s, down $mvd s, freed $mvf s;  ip script up $miu s, down $mid s, freed $mif s"
     local st k
     for k in namespaces links addresses routes; do
         st+="$k $(median $(printf '%s\n' "${steps[@]}" | tr ' ' '\n' | sed -n "s/^$k=//p") | awk '{printf "%.0f", $1}') ms, "
     done
     say "  vpclab up, median per step: ${st%, }"
-    say "  ip script / vpclab: up $(ratio "$miu" "$mvu")x, down $(ratio "$mid" "$mvd")x"
+    say "  ip script / vpclab: up $(ratio "$miu" "$mvu")x, down $(ratio "$mid" "$mvd")x, until freed $(ratio "$mif" "$mvf")x"
     if [[ $section == scale ]]; then
         record scale "vpclab up, $n instances" "$mvu" s "$RUNS" "<= 10" "${vu[@]}"
         record scale "vpclab down, $n instances" "$mvd" s "$RUNS" "<= 5" "${vd[@]}"
@@ -319,24 +351,29 @@ compare() {
         record "$section" "vpclab up, $n instances" "$mvu" s "$RUNS" - "${vu[@]}"
         record "$section" "vpclab down, $n instances" "$mvd" s "$RUNS" - "${vd[@]}"
     fi
-    record "$section" "ip script up, $n hosts" "$miu" s "$RUNS" - "${iu[@]}"
-    record "$section" "ip script down, $n hosts" "$mid" s "$RUNS" - "${id[@]}"
+    record "$section" "vpclab down until freed, $n" "$mvf" s "$RUNS" - "${vf[@]}"
+    record "$section" "ip script up, $n hosts" "$miu" s "$RUNS" - "${ipu[@]}"
+    record "$section" "ip script down, $n hosts" "$mid" s "$RUNS" - "${ipd[@]}"
+    record "$section" "ip script down until freed, $n" "$mif" s "$RUNS" - "${ipf[@]}"
     record "$section" "ip script / vpclab, up, $n" "$(ratio "$miu" "$mvu")" x "$RUNS" -
     record "$section" "ip script / vpclab, down, $n" "$(ratio "$mid" "$mvd")" x "$RUNS" -
+    record "$section" "ip script / vpclab, until freed, $n" "$(ratio "$mif" "$mvf")" x "$RUNS" -
     local tgt=-; [[ $section == scale ]] && tgt=">= 5"
     if ((mnruns > 0)); then
-        mmb=$(median "${mb[@]}"); mms=$(median "${ms[@]}")
+        mmb=$(median "${mb[@]}"); mms=$(median "${ms[@]}"); mmf=$(median "${mf[@]}")
         local note=""; ((mnruns < RUNS)) && note=" (Mininet is slow: $mnruns runs, not $RUNS)"
-        say "  median of ${#mb[@]}: mininet build $mmb s, stop $mms s$note"
-        say "  mininet / vpclab: build $(ratio "$mmb" "$mvu")x, teardown $(ratio "$mms" "$mvd")x"
+        say "  median of ${#mb[@]}: mininet build $mmb s, stop $mms s, freed $mmf s$note"
+        say "  mininet / vpclab: build $(ratio "$mmb" "$mvu")x, teardown $(ratio "$mms" "$mvd")x, until freed $(ratio "$mmf" "$mvf")x"
         record "$section" "Mininet build, $n hosts" "$mmb" s "$mnruns" - "${mb[@]}"
         record "$section" "Mininet stop, $n hosts" "$mms" s "$mnruns" - "${ms[@]}"
+        record "$section" "Mininet stop until freed, $n" "$mmf" s "$mnruns" - "${mf[@]}"
         record "$section" "Mininet / vpclab, build, $n" "$(ratio "$mmb" "$mvu")" x "$mnruns" "$tgt"
-        record "$section" "Mininet / vpclab, teardown, $n" "$(ratio "$mms" "$mvd")" x "$mnruns" "$tgt"
+        record "$section" "Mininet / vpclab, teardown, $n" "$(ratio "$mms" "$mvd")" x "$mnruns" -
+        record "$section" "Mininet / vpclab, until freed, $n" "$(ratio "$mmf" "$mvf")" x "$mnruns" "$tgt"
     else
         say "  Mininet at $n hosts skipped (--quick or --mininet-runs 0)"
         record "$section" "Mininet / vpclab, build, $n" skip x 0 "$tgt"
-        record "$section" "Mininet / vpclab, teardown, $n" skip x 0 "$tgt"
+        record "$section" "Mininet / vpclab, until freed, $n" skip x 0 "$tgt"
     fi
 }
 
@@ -459,6 +496,7 @@ selected nat && pkgs+=(iperf3)
 ensure_packages "${pkgs[@]}"
 find_vpclab
 stale_cleanup
+NS_BASE=$(ns_objects)
 root_snapshot >"$TMP/root-before"
 
 say "vpclab benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs, $("$VPCLAB" --version 2>/dev/null)"
