@@ -216,38 +216,19 @@ root_snapshot() {
 
 # ---------------------------------------------------------------- contenders
 
-# `ip netns del` (and vpclab down, and Mininet's killed shells) only drop the last reference:
-# the kernel frees network namespaces later, in a work queue, and that work competes with
-# whatever runs next. settle waits until the net_namespace slab is back to its level from
-# just before the contender built anything (NS_BASE, set by mark), so the next contender starts
-# on a quieter kernel, and says how long it waited ("freed"). The count is machine-wide and
-# approximate (SLUB keeps freed objects in per-CPU slabs; other users create namespaces too), so
-# "freed" is informational only, and the wait is capped at 15 s.
-ns_objects() { awk '$1 == "net_namespace" { print $2 }' /proc/slabinfo 2>/dev/null; }
-NS_BASE=""
-mark() { NS_BASE=$(ns_objects); }
-settle() { # VAR: seconds waited
-    local __v=$1 t0 c i
-    t0=$(now_us)
-    if [[ -n $NS_BASE ]]; then
-        for ((i = 0; i < 150; i++)); do
-            c=$(ns_objects); ((c <= NS_BASE + 32)) && break; sleep 0.1
-        done
-        ((i < 150)) || say "    note: still $((c - NS_BASE)) namespace objects more than before this contender after 15 s (stopped waiting)"
-    fi
-    printf -v "$__v" '%s' "$(secs "$t0" "$(now_us)")"
-}
-# plus A B -> A + B
-plus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a + b }'; }
+# `ip netns del`, `vpclab down` and Mininet's killed shells return before the kernel has freed
+# the namespaces (that work runs later in a kernel work queue). All three are timed until their
+# command returns, and each teardown is followed by the same short pause, so the next contender
+# does not start in the middle of the previous one's kernel clean-up.
+PAUSE=2
+pause() { sleep "$PAUSE"; }
 
-# vpclab_updown LAB FILE|"" UPVAR DOWNVAR FREEDVAR [STEPSVAR]: one `up` then one `down`, timed;
-# FREEDVAR = down + the time until the kernel freed the namespaces (see settle).
+# vpclab_updown LAB FILE|"" UPVAR DOWNVAR [STEPSVAR]: one `up` then one `down`, timed.
 # The built-in lab is brought up with --quiet; a lab file without it, stdout discarded and
 # the per-step timings (stderr) kept in STEPSVAR.
 vpclab_updown() {
-    local lab=$1 file=$2 __up=$3 __down=$4 __freed=$5 __steps=${6:-} t w
+    local lab=$1 file=$2 __up=$3 __down=$4 __steps=${5:-} t
     LABS_UP+=("$lab")
-    mark
     if [[ -z $file ]]; then
         timed t "$VPCLAB" up --name "$lab" --quiet || die "vpclab up --name $lab failed"
     else
@@ -259,27 +240,25 @@ vpclab_updown() {
     timed t "$VPCLAB" down "$lab" >/dev/null || die "vpclab down $lab failed"
     printf -v "$__down" '%s' "$t"
     netns_exists "vpclab-$lab.vpc-router" && die "vpclab down $lab left its router namespace"
-    settle w; printf -v "$__freed" '%s' "$(plus "$t" "$w")"
+    pause
 }
 # "  namespaces   1006 namespaces, ... (8840 ms)" -> "namespaces=8840 links=845 ..."
 steps_of() { awk 'match($0, /\([0-9]+ ms\)$/) { printf "%s=%s ", $1, substr($0, RSTART + 1, RLENGTH - 5) }' "$1" | sed 's/ $//'; }
 
-ipfab_updown() { # N UPVAR DOWNVAR FREEDVAR
-    local n=$1 __up=$2 __down=$3 __freed=$4 t w
-    mark
+ipfab_updown() { # N UPVAR DOWNVAR
+    local n=$1 __up=$2 __down=$3 t
     timed t "$BENCH/ip-fabric.sh" up "$n" || die "ip-fabric.sh up $n failed"
     printf -v "$__up" '%s' "$t"
     timed t "$BENCH/ip-fabric.sh" down "$n" || die "ip-fabric.sh down $n failed"
     printf -v "$__down" '%s' "$t"
-    settle w; printf -v "$__freed" '%s' "$(plus "$t" "$w")"
+    pause
 }
 
 HOST_NETNS=$(readlink /proc/$$/ns/net)
-# mininet_updown N BUILDVAR STOPVAR FREEDVAR: Mininet in its own namespace vpclab-benchmn.root.
+# mininet_updown N BUILDVAR STOPVAR: Mininet in its own namespace vpclab-benchmn.root.
 # build = Mininet(topo, build=True) + net.start(); stop = net.stop() (timed inside Python).
 mininet_updown() {
-    local n=$1 __b=$2 __s=$3 __freed=$4 pid line b st left w
-    mark
+    local n=$1 __b=$2 __s=$3 pid line b st left
     ip netns add vpclab-benchmn.root || die "ip netns add vpclab-benchmn.root"
     # vpclab sets these to 0 in its namespaces; Mininet warns when they are 1
     ip netns exec vpclab-benchmn.root sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$f" ] && echo 0 > "$f"; done; true'
@@ -298,7 +277,7 @@ mininet_updown() {
     ip netns del vpclab-benchmn.root
     printf -v "$__b" '%s' "$b"
     printf -v "$__s" '%s' "$st"
-    settle w; printf -v "$__freed" '%s' "$(plus "$st" "$w")"
+    pause
 }
 
 # ---------------------------------------------------------------- sections
@@ -306,49 +285,49 @@ mininet_updown() {
 section_fabric() {
     say ""
     say "== fabric: the built-in lab (no services), vpclab up --name benchfab --quiet / vpclab down benchfab"
-    local ups=() downs=() freed=() u d f r
-    vpclab_updown benchfab "" u d f   # warm-up (page cache, first netns setup), not counted
+    local ups=() downs=() u d r
+    PAUSE=0.3
+    vpclab_updown benchfab "" u d   # warm-up (page cache, first netns setup), not counted
     say "  warm-up run (not counted): up $u s, down $d s"
     for ((r = 1; r <= RUNS; r++)); do
-        vpclab_updown benchfab "" u d f
-        ups+=("$u") downs+=("$d") freed+=("$f")
-        say "  run $r/$RUNS: up $u s, down $d s (namespaces freed by the kernel after $f s)"
+        vpclab_updown benchfab "" u d
+        ups+=("$u") downs+=("$d")
+        say "  run $r/$RUNS: up $u s, down $d s"
     done
-    local mu md mf; mu=$(median "${ups[@]}"); md=$(median "${downs[@]}"); mf=$(median "${freed[@]}")
-    say "  median of $RUNS: up $mu s, down $md s (freed after $mf s)"
+    PAUSE=2
+    local mu md; mu=$(median "${ups[@]}"); md=$(median "${downs[@]}")
+    say "  median of $RUNS: up $mu s, down $md s"
     record fabric "built-in lab up" "$mu" s "$RUNS" "<= 0.5" "${ups[@]}"
     record fabric "built-in lab down" "$md" s "$RUNS" "<= 0.5" "${downs[@]}"
-    record fabric "built-in lab down+freed" "$mf" s "$RUNS" - "${freed[@]}"
 }
 
 # compare N LABFILE LABNAME MNRUNS SECTION: vpclab, ip script and Mininet interleaved run by run.
 compare() {
     local n=$1 file=$2 lab=$3 mnruns=$4 section=$5
-    local vu=() vd=() vf=() ipu=() ipd=() ipf=() mb=() ms=() mf=() steps=() u d f s r
+    local vu=() vd=() ipu=() ipd=() mb=() ms=() steps=() u d s r
     for ((r = 1; r <= RUNS; r++)); do
-        vpclab_updown "$lab" "$file" u d f s
-        vu+=("$u") vd+=("$d") vf+=("$f") steps+=("$s")
-        say "  run $r/$RUNS: vpclab  up $u s, down $d s, freed $f s   [$s]"
-        ipfab_updown "$n" u d f
-        ipu+=("$u") ipd+=("$d") ipf+=("$f")
-        say "  run $r/$RUNS: ip      up $u s, down $d s, freed $f s"
+        vpclab_updown "$lab" "$file" u d s
+        vu+=("$u") vd+=("$d") steps+=("$s")
+        say "  run $r/$RUNS: vpclab  up $u s, down $d s   [$s]"
+        ipfab_updown "$n" u d
+        ipu+=("$u") ipd+=("$d")
+        say "  run $r/$RUNS: ip      up $u s, down $d s"
         if ((r <= mnruns)); then
-            mininet_updown "$n" u d f
-            mb+=("$u") ms+=("$d") mf+=("$f")
-            say "  run $r/$RUNS: mininet up $u s, down $d s, freed $f s"
+            mininet_updown "$n" u d
+            mb+=("$u") ms+=("$d")
+            say "  run $r/$RUNS: mininet up $u s, down $d s"
         fi
     done
-    local mvu mvd mvf miu mid mif mmb mms mmf
-    mvu=$(median "${vu[@]}"); mvd=$(median "${vd[@]}"); mvf=$(median "${vf[@]}")
-    miu=$(median "${ipu[@]}"); mid=$(median "${ipd[@]}"); mif=$(median "${ipf[@]}")
-    say "  (down = until the command returned; freed = until the kernel's namespace count was back too, approximate)"
-    say "  median of $RUNS: vpclab up $mvu s, down $mvd s, freed $mvf s;  ip script up $miu s, down $mid s, freed $mif s"
+    local mvu mvd miu mid mmb mms
+    mvu=$(median "${vu[@]}"); mvd=$(median "${vd[@]}")
+    miu=$(median "${ipu[@]}"); mid=$(median "${ipd[@]}")
+    say "  median of $RUNS: vpclab up $mvu s, down $mvd s;  ip script up $miu s, down $mid s"
     local st k
     for k in namespaces links addresses routes; do
         st+="$k $(median $(printf '%s\n' "${steps[@]}" | tr ' ' '\n' | sed -n "s/^$k=//p") | awk '{printf "%.0f", $1}') ms, "
     done
     say "  vpclab up, median per step: ${st%, }"
-    say "  ip script / vpclab: up $(ratio "$miu" "$mvu")x, down $(ratio "$mid" "$mvd")x, until freed $(ratio "$mif" "$mvf")x"
+    say "  ip script / vpclab: up $(ratio "$miu" "$mvu")x, down $(ratio "$mid" "$mvd")x"
     if [[ $section == scale ]]; then
         record scale "vpclab up, $n instances" "$mvu" s "$RUNS" "<= 10" "${vu[@]}"
         record scale "vpclab down, $n instances" "$mvd" s "$RUNS" "<= 5" "${vd[@]}"
@@ -356,25 +335,20 @@ compare() {
         record "$section" "vpclab up, $n instances" "$mvu" s "$RUNS" - "${vu[@]}"
         record "$section" "vpclab down, $n instances" "$mvd" s "$RUNS" - "${vd[@]}"
     fi
-    record "$section" "vpclab down+freed, $n" "$mvf" s "$RUNS" - "${vf[@]}"
     record "$section" "ip script up, $n hosts" "$miu" s "$RUNS" - "${ipu[@]}"
     record "$section" "ip script down, $n hosts" "$mid" s "$RUNS" - "${ipd[@]}"
-    record "$section" "ip script down+freed, $n" "$mif" s "$RUNS" - "${ipf[@]}"
     record "$section" "ip script / vpclab, up, $n" "$(ratio "$miu" "$mvu")" x "$RUNS" -
     record "$section" "ip script / vpclab, down, $n" "$(ratio "$mid" "$mvd")" x "$RUNS" -
-    record "$section" "ip script / vpclab, freed, $n" "$(ratio "$mif" "$mvf")" x "$RUNS" -
     local tgt=-; [[ $section == scale ]] && tgt=">= 5"
     if ((mnruns > 0)); then
-        mmb=$(median "${mb[@]}"); mms=$(median "${ms[@]}"); mmf=$(median "${mf[@]}")
+        mmb=$(median "${mb[@]}"); mms=$(median "${ms[@]}")
         local note=""; ((mnruns < RUNS)) && note=" (Mininet is slow: $mnruns runs, not $RUNS)"
-        say "  median of ${#mb[@]}: mininet build $mmb s, stop $mms s, freed $mmf s$note"
-        say "  mininet / vpclab: build $(ratio "$mmb" "$mvu")x, teardown $(ratio "$mms" "$mvd")x, until freed $(ratio "$mmf" "$mvf")x"
+        say "  median of ${#mb[@]}: mininet build $mmb s, stop $mms s$note"
+        say "  mininet / vpclab: build $(ratio "$mmb" "$mvu")x, teardown $(ratio "$mms" "$mvd")x"
         record "$section" "Mininet build, $n hosts" "$mmb" s "$mnruns" - "${mb[@]}"
         record "$section" "Mininet stop, $n hosts" "$mms" s "$mnruns" - "${ms[@]}"
-        record "$section" "Mininet stop+freed, $n" "$mmf" s "$mnruns" - "${mf[@]}"
         record "$section" "Mininet / vpclab, build, $n" "$(ratio "$mmb" "$mvu")" x "$mnruns" "$tgt"
         record "$section" "Mininet / vpclab, teardown, $n" "$(ratio "$mms" "$mvd")" x "$mnruns" "$tgt"
-        record "$section" "Mininet / vpclab, freed, $n" "$(ratio "$mmf" "$mvf")" x "$mnruns" -
     else
         say "  Mininet at $n hosts skipped (--quick or --mininet-runs 0)"
         record "$section" "Mininet / vpclab, build, $n" skip x 0 "$tgt"
