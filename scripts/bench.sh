@@ -1,0 +1,504 @@
+#!/bin/bash
+# vpclab benchmarks: medians over several runs, and ratios measured side by side in the same
+# run (contenders interleaved run by run: A, B, A, B, ... so the machine's noise hits both).
+#
+#   sudo scripts/bench.sh [--only SECTION[,SECTION...]] [--runs N] [--quick] [--json FILE]
+#                         [--mininet-runs N] [--sizes "100 250"] [--vpclab PATH] [--list]
+#
+# Sections (see scripts/bench/README.md for what each measures and how):
+#   fabric   the built-in lab's fabric: `vpclab up --quiet` / `vpclab down`          (<= 0.5 s each)
+#   scale    labs/scale-1000.yaml: vpclab up/down (<= 10 s / <= 5 s), interleaved with the
+#            same number of hosts built by a plain `ip` script and by Mininet 2.3
+#            (LinuxBridge, no controller)                                    (vpclab >= 5x Mininet)
+#   scaling  the same three contenders at smaller sizes (default 100 and 250 hosts)
+#   nat      iperf3 throughput app -> example-web through the NAT and internet gateways,
+#            alternated with a plain-forwarding chain of the same hops and a direct veth pair
+#                                                                       (NAT path >= 90 % plain)
+#
+# Every number printed comes from a command run in this invocation. Nothing is created in the
+# host's network namespace: every namespace is named vpclab-bench*.*, Mininet runs inside a
+# namespace of its own, and the root namespace is snapshotted before and after and compared.
+# Exit status: 0 every target met, 1 a target missed, 3 the host's root namespace changed.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/scripts/bench
+ALL_SECTIONS=(fabric scale scaling nat)
+declare -A SECTION_HELP=(
+    [fabric]="built-in lab fabric: vpclab up/down"
+    [scale]="1,000-instance lab: vpclab vs plain ip script vs Mininet"
+    [scaling]="the same three at smaller sizes (--sizes)"
+    [nat]="iperf3 through the NAT path vs a plain chain vs a direct veth pair"
+)
+
+RUNS=5
+RUNS_SET=0
+QUICK=0
+ONLY=""
+JSON=""
+MN_RUNS=""          # Mininet runs at 1,000 hosts (default: min(RUNS, 3); 0 with --quick)
+SIZES=""            # sizes for the scaling section
+VPCLAB=${VPCLAB:-}
+
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+while (($#)); do
+    case $1 in
+    --only) ONLY=$2; shift 2 ;;
+    --only=*) ONLY=${1#*=}; shift ;;
+    --runs) RUNS=$2; RUNS_SET=1; shift 2 ;;
+    --runs=*) RUNS=${1#*=}; RUNS_SET=1; shift ;;
+    --quick) QUICK=1; shift ;;
+    --json) JSON=$2; shift 2 ;;
+    --json=*) JSON=${1#*=}; shift ;;
+    --mininet-runs) MN_RUNS=$2; shift 2 ;;
+    --sizes) SIZES=$2; shift 2 ;;
+    --vpclab) VPCLAB=$2; shift 2 ;;
+    --list) for s in "${ALL_SECTIONS[@]}"; do printf '%-9s %s\n' "$s" "${SECTION_HELP[$s]}"; done; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+if ((QUICK)); then
+    ((RUNS_SET)) || RUNS=3
+    : "${MN_RUNS:=0}"
+    : "${SIZES:=100 250}"
+fi
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --runs wants a positive number" >&2; exit 2; }
+: "${MN_RUNS:=$((RUNS < 3 ? RUNS : 3))}"
+: "${SIZES:=100 250}"
+SELECTED=()
+if [[ -n $ONLY ]]; then
+    IFS=, read -ra SELECTED <<<"$ONLY"
+    for s in "${SELECTED[@]}"; do
+        [[ -n ${SECTION_HELP[$s]:-} ]] || { echo "bench.sh: no section '$s' (try --list)" >&2; exit 2; }
+    done
+else
+    SELECTED=("${ALL_SECTIONS[@]}")
+fi
+selected() { local s; for s in "${SELECTED[@]}"; do [[ $s == "$1" ]] && return 0; done; return 1; }
+
+[[ $(id -u) == 0 ]] || { echo "bench.sh: run as root (sudo scripts/bench.sh): it builds namespaces" >&2; exit 1; }
+
+# ---------------------------------------------------------------- helpers
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'bench.sh: %s\n' "$*" >&2; exit 1; }
+
+# Microseconds since the epoch, without a fork.
+now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+# secs START_US END_US -> seconds with 3 decimals
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; }
+
+# timed VAR CMD... : runs CMD, stores its wall time in seconds in VAR; returns CMD's status.
+timed() {
+    local __var=$1; shift
+    local t0 t1 rc
+    t0=$(now_us); "$@"; rc=$?; t1=$(now_us)
+    printf -v "$__var" '%s' "$(secs "$t0" "$t1")"
+    return $rc
+}
+
+# median V... -> the median (mean of the middle two for an even count)
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "nan"; exit }
+        if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# ratio A B -> A / B with 2 decimals
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0 || a == "nan" || b == "nan") print "nan"; else printf "%.2f", a / b }'; }
+
+# The summary: one row per metric.
+SUM_SECTION=() SUM_METRIC=() SUM_VALUE=() SUM_UNIT=() SUM_RUNS=() SUM_TARGET=() SUM_RESULT=() SUM_VALUES=()
+# record SECTION METRIC VALUE UNIT RUNS TARGET [VALUES...]
+#   TARGET: "<= 0.5", ">= 5", or "-" (informational); VALUE may be "nan" or "skip".
+record() {
+    local section=$1 metric=$2 value=$3 unit=$4 runs=$5 target=$6; shift 6
+    local result=info
+    if [[ $value == skip ]]; then
+        result=skip
+    elif [[ $target != - ]]; then
+        result=$(awk -v v="$value" -v op="${target%% *}" -v t="${target#* }" 'BEGIN {
+            if (v == "nan") { print "FAIL"; exit }
+            ok = (op == "<=") ? (v + 0 <= t + 0) : (v + 0 >= t + 0); print ok ? "pass" : "FAIL" }')
+    fi
+    SUM_SECTION+=("$section") SUM_METRIC+=("$metric") SUM_VALUE+=("$value") SUM_UNIT+=("$unit")
+    SUM_RUNS+=("$runs") SUM_TARGET+=("$target") SUM_RESULT+=("$result") SUM_VALUES+=("$*")
+}
+
+# ---------------------------------------------------------------- tools
+
+ensure_packages() {
+    local want=() p
+    local -A need=([iproute2]=ip [nftables]=nft [iperf3]=iperf3 [bridge-utils]=brctl [net-tools]=ifconfig [mininet]=mnexec)
+    for p in "$@"; do command -v "${need[$p]}" >/dev/null 2>&1 || want+=("$p"); done
+    if [[ " $* " == *" mininet "* ]] && ! /usr/bin/python3 -c 'import mininet.net' 2>/dev/null; then
+        [[ " ${want[*]} " == *" mininet "* ]] || want+=(mininet)
+    fi
+    ((${#want[@]})) || return 0
+    say "installing missing packages: ${want[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${want[@]}" >/dev/null 2>&1 || {
+        apt-get update -qq >/dev/null 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${want[@]}" >/dev/null
+    } || die "could not install ${want[*]}"
+}
+
+find_vpclab() {
+    if [[ -z $VPCLAB ]]; then
+        VPCLAB=${CARGO_TARGET_DIR:-$ROOT/target}/release/vpclab
+        if [[ ! -x $VPCLAB ]]; then
+            say "building vpclab (cargo build --release) ..."
+            (cd "$ROOT" && cargo build --release -q) || die "cargo build failed"
+        fi
+    fi
+    [[ -x $VPCLAB ]] || die "no vpclab binary at $VPCLAB (set VPCLAB or --vpclab)"
+}
+
+# ---------------------------------------------------------------- cleanup
+
+TMP=$(mktemp -d /tmp/vpclab-bench.XXXXXX)
+LABS_UP=()          # vpclab labs this run may have up
+BG_PIDS=()          # background processes this run started (Mininet)
+forget_pid() { local p keep=(); for p in "${BG_PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done; BG_PIDS=("${keep[@]}"); }
+
+# remove_ns_prefix PREFIX: delete every namespace whose name starts with PREFIX (ours by tag)
+# (/run/netns is read directly: `ip netns list` complains about namespaces being deleted)
+ns_names() { ls /run/netns 2>/dev/null; }
+remove_ns_prefix() { local n; for n in $(ns_names); do [[ $n == "$1"* ]] && ip netns del "$n"; done; return 0; }
+lab_down() { "$VPCLAB" down "$1" >/dev/null 2>&1 || true; }
+netns_exists() { [[ -e /run/netns/$1 ]]; }
+
+cleanup() {
+    local p l
+    # iperf3 servers run in a command substitution: their pid is in a file
+    [[ -s $TMP/iperf-server.pid ]] && kill -TERM "$(cat "$TMP/iperf-server.pid")" 2>/dev/null
+    # Mininet unwinds on SIGTERM and runs net.stop(), which takes up to a minute at 1,000 hosts
+    for p in "${BG_PIDS[@]}"; do
+        if kill -TERM "$p" 2>/dev/null; then
+            echo "bench.sh: waiting for pid $p (Mininet's net.stop()) ..." >&2
+            for ((l = 0; l < 1200; l++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL "$p" 2>/dev/null
+        fi
+    done
+    for l in "${LABS_UP[@]}"; do netns_exists "vpclab-$l.vpc-router" && lab_down "$l"; done
+    remove_ns_prefix vpclab-benchip.
+    "$BENCH/plain-chain.sh" down >/dev/null 2>&1
+    netns_exists vpclab-benchmn.root && ip netns del vpclab-benchmn.root
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+
+# Leftovers of an earlier, interrupted run carry our tags: remove them first.
+stale_cleanup() {
+    local n l
+    for n in $(ns_names | grep -E '^vpclab-bench[a-z0-9]*\.vpc-router$'); do
+        l=${n#vpclab-}; l=${l%.vpc-router}
+        say "removing a lab left by an earlier run: $l"; lab_down "$l"
+    done
+    remove_ns_prefix vpclab-benchip.
+    "$BENCH/plain-chain.sh" down >/dev/null 2>&1
+    netns_exists vpclab-benchmn.root && ip netns del vpclab-benchmn.root
+    if ns_names | grep -q '^vpclab-bench'; then
+        die "namespaces vpclab-bench* remain from an earlier run: $(ns_names | grep '^vpclab-bench' | head -3 | tr '\n' ' ')"
+    fi
+}
+
+# The host's root network namespace, to compare before and after (DESIGN.md §3 rule 1).
+root_snapshot() {
+    {
+        ip -d link; ip addr; ip route show table all; ip rule; nft list ruleset
+        sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter net.ipv4.conf.all.forwarding \
+            net.core.rmem_max net.core.wmem_max net.core.netdev_max_backlog fs.file-max kernel.pty.max \
+            net.ipv4.neigh.default.gc_thresh1 net.ipv4.neigh.default.gc_thresh2 \
+            net.ipv4.neigh.default.gc_thresh3 net.ipv4.tcp_rmem net.ipv4.tcp_wmem 2>/dev/null
+    } 2>&1
+}
+
+# ---------------------------------------------------------------- contenders
+
+# `ip netns del`, `vpclab down` and Mininet's killed shells return before the kernel has freed
+# the namespaces (that work runs later in a kernel work queue). All three are timed until their
+# command returns, and each teardown is followed by the same short pause, so the next contender
+# does not start in the middle of the previous one's kernel clean-up.
+PAUSE=2
+pause() { sleep "$PAUSE"; }
+
+# vpclab_updown LAB FILE|"" UPVAR DOWNVAR [STEPSVAR]: one `up` then one `down`, timed.
+# The built-in lab is brought up with --quiet; a lab file without it, stdout discarded and
+# the per-step timings (stderr) kept in STEPSVAR.
+vpclab_updown() {
+    local lab=$1 file=$2 __up=$3 __down=$4 __steps=${5:-} t
+    LABS_UP+=("$lab")
+    if [[ -z $file ]]; then
+        timed t "$VPCLAB" up --name "$lab" --quiet || die "vpclab up --name $lab failed"
+    else
+        timed t "$VPCLAB" up --name "$lab" "$file" >/dev/null 2>"$TMP/up.err" \
+            || { cat "$TMP/up.err" >&2; die "vpclab up --name $lab $file failed"; }
+        [[ -n $__steps ]] && printf -v "$__steps" '%s' "$(steps_of "$TMP/up.err")"
+    fi
+    printf -v "$__up" '%s' "$t"
+    timed t "$VPCLAB" down "$lab" >/dev/null || die "vpclab down $lab failed"
+    printf -v "$__down" '%s' "$t"
+    netns_exists "vpclab-$lab.vpc-router" && die "vpclab down $lab left its router namespace"
+    pause
+}
+# "  namespaces   1006 namespaces, ... (8840 ms)" -> "namespaces=8840 links=845 ..."
+steps_of() { awk 'match($0, /\([0-9]+ ms\)$/) { printf "%s=%s ", $1, substr($0, RSTART + 1, RLENGTH - 5) }' "$1" | sed 's/ $//'; }
+
+ipfab_updown() { # N UPVAR DOWNVAR
+    local n=$1 __up=$2 __down=$3 t
+    timed t "$BENCH/ip-fabric.sh" up "$n" || die "ip-fabric.sh up $n failed"
+    printf -v "$__up" '%s' "$t"
+    timed t "$BENCH/ip-fabric.sh" down "$n" || die "ip-fabric.sh down $n failed"
+    printf -v "$__down" '%s' "$t"
+    pause
+}
+
+HOST_NETNS=$(readlink /proc/$$/ns/net)
+# mininet_updown N BUILDVAR STOPVAR: Mininet in its own namespace vpclab-benchmn.root.
+# build = Mininet(topo, build=True) + net.start(); stop = net.stop() (timed inside Python).
+mininet_updown() {
+    local n=$1 __b=$2 __s=$3 pid line b st left
+    ip netns add vpclab-benchmn.root || die "ip netns add vpclab-benchmn.root"
+    # vpclab sets these to 0 in its namespaces; Mininet warns when they are 1
+    ip netns exec vpclab-benchmn.root sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$f" ] && echo 0 > "$f"; done; true'
+    BENCH_HOST_NETNS=$HOST_NETNS ip netns exec vpclab-benchmn.root /usr/bin/python3 \
+        "$BENCH/mininet-fabric.py" "$n" >"$TMP/mn.out" 2>"$TMP/mn.err" &
+    pid=$!; BG_PIDS+=("$pid")
+    wait "$pid" || { cat "$TMP/mn.err" >&2; die "Mininet run failed ($n hosts)"; }
+    forget_pid "$pid"
+    line=$(tail -1 "$TMP/mn.out")
+    b=$(sed -n 's/.*build=\([0-9.]*\) start=\([0-9.]*\).*/\1 \2/p' <<<"$line" | awk '{printf "%.3f", $1 + $2}')
+    st=$(sed -n 's/.*stop=\([0-9.]*\).*/\1/p' <<<"$line")
+    [[ -n $b && -n $st ]] || die "unexpected Mininet output: $line"
+    [[ $line == *leftover* ]] && say "    warning: Mininet left host shells, killed by pid: $line"
+    left=$(ip -n vpclab-benchmn.root -o link | grep -vc ': lo:' || true)
+    ((left == 0)) || say "    warning: $left Mininet links survived net.stop() (removed with its namespace)"
+    ip netns del vpclab-benchmn.root
+    printf -v "$__b" '%s' "$b"
+    printf -v "$__s" '%s' "$st"
+    pause
+}
+
+# ---------------------------------------------------------------- sections
+
+section_fabric() {
+    say ""
+    say "== fabric: the built-in lab (no services), vpclab up --name benchfab --quiet / vpclab down benchfab"
+    local ups=() downs=() u d r
+    PAUSE=0.3
+    vpclab_updown benchfab "" u d   # warm-up (page cache, first netns setup), not counted
+    say "  warm-up run (not counted): up $u s, down $d s"
+    for ((r = 1; r <= RUNS; r++)); do
+        vpclab_updown benchfab "" u d
+        ups+=("$u") downs+=("$d")
+        say "  run $r/$RUNS: up $u s, down $d s"
+    done
+    PAUSE=2
+    local mu md; mu=$(median "${ups[@]}"); md=$(median "${downs[@]}")
+    say "  median of $RUNS: up $mu s, down $md s"
+    record fabric "built-in lab up" "$mu" s "$RUNS" "<= 0.5" "${ups[@]}"
+    record fabric "built-in lab down" "$md" s "$RUNS" "<= 0.5" "${downs[@]}"
+}
+
+# compare N LABFILE LABNAME MNRUNS SECTION: vpclab, ip script and Mininet interleaved run by run.
+compare() {
+    local n=$1 file=$2 lab=$3 mnruns=$4 section=$5
+    local vu=() vd=() ipu=() ipd=() mb=() ms=() steps=() u d s r
+    for ((r = 1; r <= RUNS; r++)); do
+        vpclab_updown "$lab" "$file" u d s
+        vu+=("$u") vd+=("$d") steps+=("$s")
+        say "  run $r/$RUNS: vpclab  up $u s, down $d s   [$s]"
+        ipfab_updown "$n" u d
+        ipu+=("$u") ipd+=("$d")
+        say "  run $r/$RUNS: ip      up $u s, down $d s"
+        if ((r <= mnruns)); then
+            mininet_updown "$n" u d
+            mb+=("$u") ms+=("$d")
+            say "  run $r/$RUNS: mininet up $u s, down $d s"
+        fi
+    done
+    local mvu mvd miu mid mmb mms
+    mvu=$(median "${vu[@]}"); mvd=$(median "${vd[@]}")
+    miu=$(median "${ipu[@]}"); mid=$(median "${ipd[@]}")
+    say "  median of $RUNS: vpclab up $mvu s, down $mvd s;  ip script up $miu s, down $mid s"
+    local st k
+    for k in namespaces links addresses routes; do
+        st+="$k $(median $(printf '%s\n' "${steps[@]}" | tr ' ' '\n' | sed -n "s/^$k=//p") | awk '{printf "%.0f", $1}') ms, "
+    done
+    say "  vpclab up, median per step: ${st%, }"
+    say "  ip script / vpclab: up $(ratio "$miu" "$mvu")x, down $(ratio "$mid" "$mvd")x"
+    if [[ $section == scale ]]; then
+        record scale "vpclab up, $n instances" "$mvu" s "$RUNS" "<= 10" "${vu[@]}"
+        record scale "vpclab down, $n instances" "$mvd" s "$RUNS" "<= 5" "${vd[@]}"
+    else
+        record "$section" "vpclab up, $n instances" "$mvu" s "$RUNS" - "${vu[@]}"
+        record "$section" "vpclab down, $n instances" "$mvd" s "$RUNS" - "${vd[@]}"
+    fi
+    record "$section" "ip script up, $n hosts" "$miu" s "$RUNS" - "${ipu[@]}"
+    record "$section" "ip script down, $n hosts" "$mid" s "$RUNS" - "${ipd[@]}"
+    record "$section" "ip script / vpclab, up, $n" "$(ratio "$miu" "$mvu")" x "$RUNS" -
+    record "$section" "ip script / vpclab, down, $n" "$(ratio "$mid" "$mvd")" x "$RUNS" -
+    local tgt=-; [[ $section == scale ]] && tgt=">= 5"
+    if ((mnruns > 0)); then
+        mmb=$(median "${mb[@]}"); mms=$(median "${ms[@]}")
+        local note=""; ((mnruns < RUNS)) && note=" (Mininet is slow: $mnruns runs, not $RUNS)"
+        say "  median of ${#mb[@]}: mininet build $mmb s, stop $mms s$note"
+        say "  mininet / vpclab: build $(ratio "$mmb" "$mvu")x, teardown $(ratio "$mms" "$mvd")x"
+        record "$section" "Mininet build, $n hosts" "$mmb" s "$mnruns" - "${mb[@]}"
+        record "$section" "Mininet stop, $n hosts" "$mms" s "$mnruns" - "${ms[@]}"
+        record "$section" "Mininet / vpclab, build, $n" "$(ratio "$mmb" "$mvu")" x "$mnruns" "$tgt"
+        record "$section" "Mininet / vpclab, teardown, $n" "$(ratio "$mms" "$mvd")" x "$mnruns" "$tgt"
+    else
+        say "  Mininet at $n hosts skipped (--quick or --mininet-runs 0)"
+        record "$section" "Mininet / vpclab, build, $n" skip x 0 "$tgt"
+        record "$section" "Mininet / vpclab, teardown, $n" skip x 0 "$tgt"
+    fi
+}
+
+section_scale() {
+    local file=$ROOT/labs/scale-1000.yaml
+    say ""
+    say "== scale: $file (1,000 instances, 16 subnets, 2 AZs, NAT gateway, 2 SGs) vs the same 1,000 hosts"
+    say "   vpclab:  vpclab up --name benchscale labs/scale-1000.yaml (>/dev/null; per-step timings from stderr); vpclab down benchscale"
+    say "   ip:      scripts/bench/ip-fabric.sh up 1000; scripts/bench/ip-fabric.sh down 1000"
+    say "   mininet: ip netns exec vpclab-benchmn.root python3 scripts/bench/mininet-fabric.py 1000 (LinuxBridge, controller=None)"
+    say "   interleaved run by run; Mininet runs $MN_RUNS of the $RUNS rounds (~100 s each)"
+    "$VPCLAB" validate "$file" >/dev/null 2>&1 || die "labs/scale-1000.yaml does not validate"
+    compare 1000 "$file" benchscale "$MN_RUNS" scale
+}
+
+section_scaling() {
+    local n
+    for n in $SIZES; do
+        say ""
+        say "== scaling: $n hosts (scripts/gen-scale-lab.py $n; ip-fabric.sh $n; mininet-fabric.py $n), interleaved"
+        python3 "$ROOT/scripts/gen-scale-lab.py" "$n" >"$TMP/scale-$n.yaml" || die "gen-scale-lab.py $n"
+        compare "$n" "$TMP/scale-$n.yaml" "benchscale$n" "$RUNS" scaling
+    done
+}
+
+# iperf_once SERVER_NS DEST_IP CLIENT_CMD... -> Gbit/s received (3 s test after a 1 s warm-up)
+iperf_once() {
+    local sns=$1 dst=$2; shift 2
+    local spid i bps
+    ip netns exec "$sns" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+    spid=$!; echo "$spid" >"$TMP/iperf-server.pid"
+    for ((i = 0; i < 100; i++)); do
+        ip netns exec "$sns" ss -Hltn 'sport = :5201' 2>/dev/null | grep -q . && break
+        sleep 0.05
+    done
+    "$@" iperf3 -c "$dst" -p 5201 -t 3 -O 1 -J >"$TMP/iperf.json" 2>"$TMP/iperf.err" \
+        || kill -TERM "$spid" 2>/dev/null   # the one-off server would wait for ever
+    wait "$spid" 2>/dev/null
+    : >"$TMP/iperf-server.pid"
+    bps=$(/usr/bin/python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 1e9))' "$TMP/iperf.json" 2>/dev/null)
+    [[ -n $bps ]] || { cat "$TMP/iperf.err" "$TMP/iperf.json" >&2; die "iperf3 to $dst failed"; }
+    echo "$bps"
+}
+
+section_nat() {
+    say ""
+    say "== nat: iperf3 -c 203.0.113.60 -t 3 -O 1 (one TCP stream), app -> example-web"
+    say "   NAT path:    vpclab up --name benchnat; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
+    say "                client: vpclab exec --lab benchnat app -- iperf3 -c 203.0.113.60 ..."
+    say "                app -> vpc-router -> my-nat -> vpc-router -> my-igw -> internet -> example-web"
+    say "                (SG input/output chains on app, masquerade on my-nat, static NAT on my-igw; replies hairpin the same way)"
+    say "   plain chain: scripts/bench/plain-chain.sh up: the same 7 namespace traversals, 6 veth and 4 bridge"
+    say "                crossings each way, same policy routing, no nftables table at all"
+    say "   direct pair: one veth pair between two namespaces"
+    LABS_UP+=(benchnat)
+    "$VPCLAB" up --name benchnat --quiet || die "vpclab up --name benchnat failed"
+    "$BENCH/plain-chain.sh" up || die "plain-chain.sh up failed"
+    local nat=() plain=() direct=() a b c r
+    for ((r = 1; r <= RUNS; r++)); do
+        a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
+        b=$(iperf_once vpclab-benchchain.web 203.0.113.60 ip netns exec vpclab-benchchain.app) || exit 1
+        c=$(iperf_once vpclab-benchdirect.b 10.99.0.2 ip netns exec vpclab-benchdirect.a) || exit 1
+        nat+=("$a") plain+=("$b") direct+=("$c")
+        say "  round $r/$RUNS: NAT path $a Gbit/s, plain chain $b Gbit/s, direct pair $c Gbit/s"
+    done
+    # the NAT path really translated: the NAT gateway's masquerade rule counted packets
+    local hits
+    hits=$(ip netns exec vpclab-benchnat.my-nat nft list table ip vpclab 2>/dev/null |
+        awk '/snat to 10.0.0.4:1024-65535 comment .*\(tcp\)/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i + 1) }')
+    say "  check: my-nat's tcp masquerade rule counted ${hits:-?} new connections"
+    "$VPCLAB" down benchnat >/dev/null || die "vpclab down benchnat failed"
+    "$BENCH/plain-chain.sh" down
+    local mn mp md; mn=$(median "${nat[@]}"); mp=$(median "${plain[@]}"); md=$(median "${direct[@]}")
+    say "  median of $RUNS: NAT path $mn, plain chain $mp, direct pair $md Gbit/s"
+    say "  NAT / plain $(ratio "$mn" "$mp"), NAT / direct $(ratio "$mn" "$md"), plain / direct $(ratio "$mp" "$md")"
+    record nat "NAT path throughput" "$mn" Gbit/s "$RUNS" - "${nat[@]}"
+    record nat "plain chain throughput" "$mp" Gbit/s "$RUNS" - "${plain[@]}"
+    record nat "direct veth throughput" "$md" Gbit/s "$RUNS" - "${direct[@]}"
+    record nat "NAT path / plain chain" "$(ratio "$mn" "$mp")" x "$RUNS" ">= 0.90"
+    record nat "NAT path / direct pair" "$(ratio "$mn" "$md")" x "$RUNS" -
+    record nat "plain chain / direct pair" "$(ratio "$mp" "$md")" x "$RUNS" -
+}
+
+# ---------------------------------------------------------------- main
+
+summary() {
+    local i w=36
+    say ""
+    say "== summary (medians; ratios from medians of interleaved runs in this invocation)"
+    printf '%-9s %-*s %10s %-7s %5s %-9s %s\n' section "$w" metric median unit runs target result
+    for i in "${!SUM_METRIC[@]}"; do
+        printf '%-9s %-*s %10s %-7s %5s %-9s %s\n' "${SUM_SECTION[$i]}" "$w" "${SUM_METRIC[$i]}" \
+            "${SUM_VALUE[$i]}" "${SUM_UNIT[$i]}" "${SUM_RUNS[$i]}" "${SUM_TARGET[$i]}" "${SUM_RESULT[$i]}"
+    done
+}
+
+json_out() {
+    local f=$1 i first=1 v
+    {
+        printf '{\n  "started": "%s",\n  "wall_s": %s,\n  "runs": %s,\n  "quick": %s,\n' \
+            "$STARTED" "$WALL" "$RUNS" "$([[ $QUICK == 1 ]] && echo true || echo false)"
+        printf '  "host": {"kernel": "%s", "cpus": %s, "vpclab": "%s"},\n' "$(uname -r)" "$(nproc)" "$("$VPCLAB" --version 2>/dev/null)"
+        printf '  "root_namespace_unchanged": %s,\n  "metrics": [\n' "$ROOT_OK"
+        for i in "${!SUM_METRIC[@]}"; do
+            ((first)) || printf ',\n'; first=0
+            v=${SUM_VALUE[$i]}; [[ $v == skip || $v == nan ]] && v=null
+            printf '    {"section": "%s", "metric": "%s", "median": %s, "unit": "%s", "runs": %s, "target": "%s", "result": "%s", "values": [%s]}' \
+                "${SUM_SECTION[$i]}" "${SUM_METRIC[$i]}" "$v" "${SUM_UNIT[$i]}" "${SUM_RUNS[$i]}" \
+                "${SUM_TARGET[$i]}" "${SUM_RESULT[$i]}" "$(tr ' ' ',' <<<"${SUM_VALUES[$i]}")"
+        done
+        printf '\n  ]\n}\n'
+    } >"$f"
+}
+
+T_START=$(now_us)
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+pkgs=(iproute2 nftables)
+selected nat && pkgs+=(iperf3)
+{ selected scale || selected scaling; } && pkgs+=(mininet bridge-utils net-tools)
+ensure_packages "${pkgs[@]}"
+find_vpclab
+stale_cleanup
+root_snapshot >"$TMP/root-before"
+
+say "vpclab benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs, $("$VPCLAB" --version 2>/dev/null)"
+say "sections: ${SELECTED[*]}; runs: $RUNS$( ((QUICK)) && echo ' (--quick)'); binary: $VPCLAB"
+for s in "${SELECTED[@]}"; do "section_$s"; done
+
+root_snapshot >"$TMP/root-after"
+if diff -u "$TMP/root-before" "$TMP/root-after" >"$TMP/root.diff"; then
+    ROOT_OK=true
+else
+    ROOT_OK=false
+fi
+T_END=$(now_us)
+WALL=$(secs "$T_START" "$T_END")
+summary
+say ""
+if [[ $ROOT_OK == true ]]; then
+    say "host root network namespace: unchanged (ip -d link, ip addr, ip route show table all, ip rule, nft list ruleset, sysctls)"
+else
+    say "host root network namespace: CHANGED during the run:"; cat "$TMP/root.diff"
+fi
+say "wall time: $WALL s"
+if [[ -n $JSON ]]; then json_out "$JSON"; say "JSON written to $JSON"; fi
+fails=$(printf '%s\n' "${SUM_RESULT[@]}" | grep -c FAIL)
+[[ $ROOT_OK == true ]] || exit 3
+((fails == 0)) || exit 1
+exit 0
