@@ -6,7 +6,11 @@
 #                         [--mininet-runs N] [--sizes "100 250"] [--vpclab PATH] [--list]
 #
 # Sections (see scripts/bench/README.md for what each measures and how):
-#   fabric   the built-in lab's fabric: `vpclab up --quiet` / `vpclab down`          (<= 0.5 s each)
+#   fabric   the built-in lab's fabric: `vpclab up --fabric-only` / `vpclab down`    (<= 0.5 s each)
+#   services the built-in lab with every service but the database, ready for probes (<= 1.5 s),
+#            and the probe suite of the full lab                                      (<= 3 s)
+#   database the database pair's ready time (<= 2 s) and the RTO of 10 failover drills
+#            (median <= 3 s; every drill must lose no acknowledged write)
 #   scale    labs/scale-1000.yaml: vpclab up/down (<= 10 s / <= 5 s), interleaved with the
 #            same number of hosts built by a plain `ip` script and by Mininet 2.3
 #            (LinuxBridge, no controller)                                    (vpclab >= 5x Mininet)
@@ -23,9 +27,11 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/scripts/bench
-ALL_SECTIONS=(fabric scale scaling nat)
+ALL_SECTIONS=(fabric services database scale scaling nat)
 declare -A SECTION_HELP=(
     [fabric]="built-in lab fabric: vpclab up/down"
+    [services]="built-in lab with services (no database) ready; the probe suite"
+    [database]="database pair ready time; RTO over 10 failover drills"
     [scale]="1,000-instance lab: vpclab vs plain ip script vs Mininet"
     [scaling]="the same three at smaller sizes (--sizes)"
     [nat]="iperf3 through the NAT path vs a plain chain vs a direct veth pair"
@@ -230,9 +236,9 @@ vpclab_updown() {
     local lab=$1 file=$2 __up=$3 __down=$4 __steps=${5:-} t
     LABS_UP+=("$lab")
     if [[ -z $file ]]; then
-        timed t "$VPCLAB" up --name "$lab" --quiet || die "vpclab up --name $lab failed"
+        timed t "$VPCLAB" up --name "$lab" --fabric-only --quiet || die "vpclab up --name $lab failed"
     else
-        timed t "$VPCLAB" up --name "$lab" "$file" >/dev/null 2>"$TMP/up.err" \
+        timed t "$VPCLAB" up --name "$lab" --fabric-only "$file" >/dev/null 2>"$TMP/up.err" \
             || { cat "$TMP/up.err" >&2; die "vpclab up --name $lab $file failed"; }
         [[ -n $__steps ]] && printf -v "$__steps" '%s' "$(steps_of "$TMP/up.err")"
     fi
@@ -284,7 +290,7 @@ mininet_updown() {
 
 section_fabric() {
     say ""
-    say "== fabric: the built-in lab (no services), vpclab up --name benchfab --quiet / vpclab down benchfab"
+    say "== fabric: the built-in lab (no services), vpclab up --name benchfab --fabric-only --quiet / vpclab down benchfab"
     local ups=() downs=() u d r
     PAUSE=0.3
     vpclab_updown benchfab "" u d   # warm-up (page cache, first netns setup), not counted
@@ -365,7 +371,12 @@ section_scale() {
     say "   mininet: ip netns exec vpclab-benchmn.root python3 scripts/bench/mininet-fabric.py 1000 (LinuxBridge, controller=None)"
     say "   interleaved run by run; Mininet runs $MN_RUNS of the $RUNS rounds (~100 s each)"
     "$VPCLAB" validate "$file" >/dev/null 2>&1 || die "labs/scale-1000.yaml does not validate"
+    # The kernel frees 1,000 deleted namespaces for some 15 s after a teardown returns; a
+    # contender started sooner pays for its predecessor's clean-up.
+    PAUSE=15
+    say "   after every teardown: a $PAUSE s pause, so each contender starts on a settled kernel"
     compare 1000 "$file" benchscale "$MN_RUNS" scale
+    PAUSE=2
 }
 
 section_scaling() {
@@ -374,8 +385,75 @@ section_scaling() {
         say ""
         say "== scaling: $n hosts (scripts/gen-scale-lab.py $n; ip-fabric.sh $n; mininet-fabric.py $n), interleaved"
         python3 "$ROOT/scripts/gen-scale-lab.py" "$n" >"$TMP/scale-$n.yaml" || die "gen-scale-lab.py $n"
+        PAUSE=$(( n >= 500 ? 10 : 3 ))
         compare "$n" "$TMP/scale-$n.yaml" "benchscale$n" "$RUNS" scaling
+        PAUSE=2
     done
+}
+
+section_services() {
+    say ""
+    say "== services: the built-in lab with sshd, nginx, DNS and metadata (no database), until ready for probes"
+    say "   vpclab up --name benchsvc --no-databases --quiet (returns once every service listens and the supervisor answers)"
+    local ups=() probes=() u d r t
+    PAUSE=0.5
+    for ((r = 1; r <= RUNS; r++)); do
+        LABS_UP+=(benchsvc)
+        timed u "$VPCLAB" up --name benchsvc --no-databases --quiet || die "vpclab up --name benchsvc failed"
+        timed d "$VPCLAB" down benchsvc >/dev/null || die "vpclab down benchsvc failed"
+        ups+=("$u")
+        say "  run $r/$RUNS: up $u s (down $d s)"
+        pause
+    done
+    say "   the probe suite of the full lab (14 probes, database included): vpclab probe benchsvc"
+    "$VPCLAB" up --name benchsvc --quiet || die "vpclab up --name benchsvc failed"
+    for ((r = 1; r <= RUNS; r++)); do
+        timed t "$VPCLAB" probe benchsvc >"$TMP/probe.out" || { cat "$TMP/probe.out" >&2; die "vpclab probe failed"; }
+        probes+=("$t")
+        say "  run $r/$RUNS: probe $t s ($(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$TMP/probe.out"))"
+    done
+    "$VPCLAB" down benchsvc >/dev/null
+    PAUSE=2
+    local mu mp; mu=$(median "${ups[@]}"); mp=$(median "${probes[@]}")
+    say "  median of $RUNS: up with services $mu s, probe suite $mp s"
+    record services "built-in lab up, services ready (no DB)" "$mu" s "$RUNS" "<= 1.5" "${ups[@]}"
+    record services "probe suite (14 probes)" "$mp" s "$RUNS" "<= 3" "${probes[@]}"
+}
+
+section_database() {
+    say ""
+    say "== database: the RDS pair, ready to take writes through the endpoint; failover drills"
+    say "   ready time: the 'database' step of vpclab up (template copy, two MariaDB servers, accounts, replication)"
+    local ready=() rtos=() lost=0 r ms
+    PAUSE=0.5
+    for ((r = 1; r <= RUNS; r++)); do
+        LABS_UP+=(benchdb)
+        "$VPCLAB" up --name benchdb >/dev/null 2>"$TMP/up.err" || { cat "$TMP/up.err" >&2; die "vpclab up --name benchdb failed"; }
+        ms=$(sed -n 's/^  database .*(\([0-9]*\) ms)$/\1/p' "$TMP/up.err")
+        [[ -n $ms ]] || { cat "$TMP/up.err" >&2; die "no database step in vpclab up's output"; }
+        ready+=("$(awk -v m="$ms" 'BEGIN { printf "%.3f", m / 1000 }')")
+        say "  run $r/$RUNS: pair ready in $ms ms"
+        "$VPCLAB" down benchdb >/dev/null
+        pause
+    done
+    local drills=10
+    say "   RTO: $drills x vpclab drill failover --json (reboot with failover, alternating direction)"
+    "$VPCLAB" up --name benchdb --quiet || die "vpclab up --name benchdb failed"
+    for ((r = 1; r <= drills; r++)); do
+        "$VPCLAB" drill failover --lab benchdb --json >"$TMP/drill.json" 2>"$TMP/drill.err" \
+            || { cat "$TMP/drill.err" "$TMP/drill.json" >&2; die "drill $r failed"; }
+        read -r rto l acked <<<"$(/usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["rto_ms"], d["lost"], d["acked"])' "$TMP/drill.json")"
+        rtos+=("$(awk -v m="$rto" 'BEGIN { printf "%.3f", m / 1000 }')")
+        lost=$((lost + l))
+        say "  drill $r/$drills: RTO $rto ms, $acked writes acknowledged, $l lost"
+    done
+    "$VPCLAB" down benchdb >/dev/null
+    PAUSE=2
+    local mr mt; mr=$(median "${ready[@]}"); mt=$(median "${rtos[@]}")
+    say "  median: pair ready $mr s (of $RUNS), RTO $mt s (of $drills); lost writes in all drills: $lost"
+    record database "pair ready (writes through the endpoint)" "$mr" s "$RUNS" "<= 2" "${ready[@]}"
+    record database "failover RTO (reboot with failover)" "$mt" s "$drills" "<= 3" "${rtos[@]}"
+    record database "lost writes, all drills" "$lost" writes "$drills" "<= 0"
 }
 
 # iperf_once SERVER_NS DEST_IP CLIENT_CMD... -> Gbit/s received (3 s test after a 1 s warm-up)
@@ -388,7 +466,7 @@ iperf_once() {
         ip netns exec "$sns" ss -Hltn 'sport = :5201' 2>/dev/null | grep -q . && break
         sleep 0.05
     done
-    "$@" iperf3 -c "$dst" -p 5201 -t 3 -O 1 -J >"$TMP/iperf.json" 2>"$TMP/iperf.err" \
+    "$@" iperf3 -c "$dst" -p 5201 -t 5 -O 1 -J >"$TMP/iperf.json" 2>"$TMP/iperf.err" \
         || kill -TERM "$spid" 2>/dev/null   # the one-off server would wait for ever
     wait "$spid" 2>/dev/null
     : >"$TMP/iperf-server.pid"
@@ -399,8 +477,8 @@ iperf_once() {
 
 section_nat() {
     say ""
-    say "== nat: iperf3 -c 203.0.113.60 -t 3 -O 1 (one TCP stream), app -> example-web"
-    say "   NAT path:    vpclab up --name benchnat; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
+    say "== nat: iperf3 -c 203.0.113.60 -t 5 -O 1 (one TCP stream), app -> example-web"
+    say "   NAT path:    vpclab up --name benchnat --fabric-only; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
     say "                client: vpclab exec --lab benchnat app -- iperf3 -c 203.0.113.60 ..."
     say "                app -> vpc-router -> my-nat -> vpc-router -> my-igw -> internet -> example-web"
     say "                (SG input/output chains on app, masquerade on my-nat, static NAT on my-igw; replies hairpin the same way)"
@@ -408,7 +486,7 @@ section_nat() {
     say "                crossings each way, same policy routing, no nftables table at all"
     say "   direct pair: one veth pair between two namespaces"
     LABS_UP+=(benchnat)
-    "$VPCLAB" up --name benchnat --quiet || die "vpclab up --name benchnat failed"
+    "$VPCLAB" up --name benchnat --fabric-only --quiet || die "vpclab up --name benchnat failed"
     "$BENCH/plain-chain.sh" up || die "plain-chain.sh up failed"
     local nat=() plain=() direct=() a b c r
     for ((r = 1; r <= RUNS; r++)); do
@@ -439,7 +517,7 @@ section_nat() {
 # ---------------------------------------------------------------- main
 
 summary() {
-    local i w=36
+    local i w=42
     say ""
     say "== summary (medians; ratios from medians of interleaved runs in this invocation)"
     printf '%-9s %-*s %10s %-7s %5s %-9s %s\n' section "$w" metric median unit runs target result
