@@ -481,7 +481,7 @@ section_nat() {
     say "   NAT path:    vpclab up --name benchnat --fabric-only; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
     say "                client: vpclab exec --lab benchnat app -- iperf3 -c 203.0.113.60 ..."
     say "                app -> vpc-router -> my-nat -> vpc-router -> my-igw -> internet -> example-web"
-    say "                (SG input/output chains on app, masquerade on my-nat, static NAT on my-igw; replies hairpin the same way)"
+    say "                (SG input/output chains on app, masquerade on my-nat, stateless 1:1 NAT on my-igw; replies hairpin the same way)"
     say "   plain chain: scripts/bench/plain-chain.sh up: the same 7 namespace traversals, 6 veth and 4 bridge"
     say "                crossings each way, same policy routing, no nftables table at all"
     say "   direct pair: one veth pair between two namespaces"

@@ -174,10 +174,22 @@ fn internet_gateway_walkthrough_web_to_example_web() {
         format!("my-igw: static NAT {WEB} -> {WEB_PUBLIC} (web)"),
         "the SNAT rule whose counter moved"
     );
-    assert_eq!(
-        t["rules"][0]["packets"], 1,
-        "NAT rules see only the first packet"
+    // The internet gateway is stateless: its rule rewrote every packet of the request
+    // direction (the handshake's SYN and ACK at least), not just the first.
+    assert!(
+        t["rules"][0]["packets"].as_u64().unwrap() >= 2,
+        "a stateless rule counts every packet: {t:#}"
     );
+    // The reply is rewritten by the other rule of the pair, not by a connection table.
+    let r = &v["reply"]["translations"][0];
+    assert_eq!(r["node"], "my-igw", "{v:#}");
+    assert_eq!(r["by"], "stateless rule");
+    assert_eq!(
+        r["rules"][0]["comment"],
+        format!("my-igw: static NAT {WEB_PUBLIC} -> {WEB} (web)"),
+        "the DNAT rule rewrote the reply"
+    );
+    assert!(r["rules"][0]["packets"].as_u64().unwrap() >= 1, "{r:#}");
     let s = steps(&v);
     assert!(
         s[0].starts_with("(1) web sends from its private IP"),
@@ -537,23 +549,40 @@ fn nat_table_shows_the_mappings_of_open_connections() {
         e["timeout"].as_u64().unwrap() <= 350,
         "AWS's 350 s idle timeout: {e}"
     );
-    // At the internet gateway the same connection leaves as the Elastic IP.
+    // At the internet gateway the same connection leaves as the Elastic IP: a fixed pair,
+    // no connection table, the pair's counters grow with the connection's packets.
     let igw = table("igw");
-    let translated = e["translated_source"].as_str().unwrap();
-    let ie = igw[0]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["original_source"] == translated)
-        .unwrap_or_else(|| panic!("no IGW entry for {translated}: {igw:#}"));
-    assert!(
-        ie["translated_source"]
-            .as_str()
+    assert_eq!(igw[0]["stateless"], true, "{igw:#}");
+    assert_eq!(igw[0]["entries"].as_array().unwrap().len(), 0, "{igw:#}");
+    let pair = |t: &Value| -> Value {
+        t[0]["static_nat"]
+            .as_array()
             .unwrap()
-            .starts_with(&format!("{NAT_EIP}:")),
-        "{ie}"
-    );
+            .iter()
+            .find(|m| m["private"] == NAT_PRIVATE)
+            .cloned()
+            .unwrap_or_else(|| panic!("no pair for {NAT_PRIVATE}: {t:#}"))
+    };
+    let before = pair(&igw);
+    assert_eq!(before["public"], NAT_EIP);
+    assert_eq!(before["owner"], "my-nat");
+    assert!(before["packets_out"].as_u64().unwrap() >= 2, "{before}");
+    assert!(before["packets_in"].as_u64().unwrap() >= 1, "{before}");
     drop(conn);
+    // Closing the connection sends a FIN through the pair (give the veths a moment).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let after = loop {
+        let now = pair(&table("igw"));
+        if now["packets_out"].as_u64() > before["packets_out"].as_u64() || Instant::now() > deadline
+        {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        after["packets_out"].as_u64() > before["packets_out"].as_u64(),
+        "the pair's counter grows with every packet: {before} then {after}"
+    );
 
     // A trace that holds its connection shows up too, for as long as it holds it.
     let mut child = vpclab()
@@ -608,6 +637,13 @@ fn nat_table_shows_the_mappings_of_open_connections() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("NAT gateway my-nat"), "{out}");
     assert!(out.contains(&format!("Elastic IP {NAT_EIP}")), "{out}");
+    let o = vpclab()
+        .args(["nat-table", &lab.name, "igw"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("stateless 1:1 NAT"), "{out}");
+    assert!(out.contains(&format!("{NAT_PRIVATE}   ")), "{out}");
     let o = vpclab()
         .args(["nat-table", &lab.name, "web"])
         .output()

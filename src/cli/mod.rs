@@ -78,7 +78,8 @@ enum Command {
     /// Send one real request and show every hop it crosses, with each address
     /// translation and the rule that made it (captured with packet sockets)
     Trace(trace::Args),
-    /// The live translation entries of the internet gateway or the NAT gateway (conntrack)
+    /// The NAT gateway's live mappings (its conntrack table), or the internet gateway's
+    /// stateless 1:1 pairs with the packets each one rewrote
     NatTable(nat_table::Args),
 }
 

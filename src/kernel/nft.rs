@@ -12,6 +12,7 @@ use nftables::stmt::{self, Counter, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 use std::borrow::Cow;
 use std::io::Write;
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 fn family(f: Family) -> NfFamily {
@@ -36,9 +37,9 @@ pub fn batch(t: &Table) -> Nftables<'static> {
         objs.push(add(NfListObject::Set(Box::new(set(fam, s)))));
     }
     for c in &t.chains {
-        objs.push(add(NfListObject::Chain(chain(fam, c))));
+        objs.push(add(NfListObject::Chain(chain(fam, t, c))));
         for r in &c.rules {
-            objs.push(add(NfListObject::Rule(rule(fam, &c.name, r))));
+            objs.push(add(NfListObject::Rule(rule(fam, t, &c.name, r))));
         }
     }
     Nftables {
@@ -64,12 +65,12 @@ fn set(fam: NfFamily, s: &Set) -> schema::Set<'static> {
     }
 }
 
-fn chain(fam: NfFamily, c: &Chain) -> schema::Chain<'static> {
+fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
     schema::Chain {
         family: fam,
         table: TABLE.into(),
         name: c.name.clone().into(),
-        _type: Some(if c.hook.is_nat() {
+        _type: Some(if t.chain_type(c) == "nat" {
             NfChainType::NAT
         } else {
             NfChainType::Filter
@@ -90,11 +91,15 @@ fn chain(fam: NfFamily, c: &Chain) -> schema::Chain<'static> {
     }
 }
 
-fn rule(fam: NfFamily, chain: &str, r: &Rule) -> schema::Rule<'static> {
+fn rule(fam: NfFamily, t: &Table, chain: &str, r: &Rule) -> schema::Rule<'static> {
     let mut expr: Vec<Statement<'static>> = r.matches.iter().map(matches).collect();
     // Every rule counts: `trace` reads the counters to say which rule saw a packet.
     expr.push(Statement::Counter(Counter::Anonymous(None)));
-    expr.push(verdict(&r.verdict));
+    expr.push(if t.stateless {
+        rewrite(&r.verdict)
+    } else {
+        verdict(&r.verdict)
+    });
     schema::Rule {
         family: fam,
         table: TABLE.into(),
@@ -205,6 +210,22 @@ fn verdict(v: &Verdict) -> Statement<'static> {
             port: None,
             flags: None,
         })),
+    }
+}
+
+/// A translation in a stateless table: rewrite the address in this packet (nft updates
+/// the IP and transport checksums) and let it go on; any other verdict as usual.
+fn rewrite(v: &Verdict) -> Statement<'static> {
+    let set = |f: &'static str, addr: &Ipv4Addr| {
+        Statement::Mangle(stmt::Mangle {
+            key: field("ip", f),
+            value: Expression::String(addr.to_string().into()),
+        })
+    };
+    match v {
+        Verdict::Snat { addr, .. } => set("saddr", addr),
+        Verdict::Dnat { addr } => set("daddr", addr),
+        other => verdict(other),
     }
 }
 

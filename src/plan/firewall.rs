@@ -18,6 +18,12 @@ pub const TABLE: &str = "vpclab";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Table {
     pub family: Family,
+    /// A stateless table keeps no connection state: its `Snat`/`Dnat` rules rewrite the
+    /// address of every packet they match (nft payload mangling in filter chains) instead
+    /// of setting up a conntrack mapping on a connection's first packet. The internet
+    /// gateway is one, as AWS's is: a fixed 1:1 mapping needs no memory, and leaving
+    /// conntrack out of that namespace keeps the NAT path close to plain forwarding.
+    pub stateless: bool,
     pub sets: Vec<Set>,
     pub chains: Vec<Chain>,
 }
@@ -193,8 +199,10 @@ fn stateful() -> Rule {
     )
 }
 
-/// The internet gateway: 1:1 static NAT for every public IP and Elastic IP (the seed's
-/// steps (2) and (4)), and nothing else gets through.
+/// The internet gateway: stateless 1:1 NAT for every public IP and Elastic IP (the
+/// seed's steps (2) and (4)): every packet from a mapped private address leaves with its
+/// public address and every packet to a public address enters with the private one, so
+/// replies need no connection table. Nothing else gets through.
 pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
     let mut mappings: Vec<(Ipv4Addr, Ipv4Addr, String)> = Vec::new();
     for i in &lab.instances {
@@ -242,6 +250,7 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
     let vpc = Addr::Net(lab.vpc.cidr);
     Table {
         family: Family::Ip,
+        stateless: true,
         sets: vec![Set {
             name: "mapped".into(),
             elements: mappings.iter().map(|m| m.0).collect(),
@@ -326,6 +335,7 @@ pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Ta
     ));
     Table {
         family: Family::Ip,
+        stateless: false,
         sets: vec![],
         chains: vec![
             Chain {
@@ -449,6 +459,7 @@ pub fn security_groups(lab: &Lab, groups: &[usize], managed: &[Managed]) -> Tabl
     ));
     Table {
         family: Family::Inet,
+        stateless: false,
         sets,
         chains: vec![
             Chain {
@@ -559,12 +570,29 @@ impl fmt::Display for Verdict {
     }
 }
 
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for m in &self.matches {
-            write!(f, "{m} ")?;
+impl Table {
+    /// One rule as `nft list table` shows it: a translation in a stateless table is a
+    /// payload rewrite (`ip saddr set …`), in a stateful one a NAT verdict (`snat to …`).
+    pub fn rule_text(&self, r: &Rule) -> String {
+        let mut s = String::new();
+        for m in &r.matches {
+            s += &format!("{m} ");
         }
-        write!(f, "counter {} comment \"{}\"", self.verdict, self.comment)
+        let action = match (&r.verdict, self.stateless) {
+            (Verdict::Snat { addr, .. }, true) => format!("ip saddr set {addr}"),
+            (Verdict::Dnat { addr }, true) => format!("ip daddr set {addr}"),
+            (v, _) => v.to_string(),
+        };
+        s + &format!("counter {action} comment \"{}\"", r.comment)
+    }
+
+    /// The nftables chain type: NAT chains only where conntrack does the translating.
+    pub fn chain_type(&self, c: &Chain) -> &'static str {
+        if c.hook.is_nat() && !self.stateless {
+            "nat"
+        } else {
+            "filter"
+        }
     }
 }
 
@@ -586,7 +614,7 @@ impl fmt::Display for Table {
             writeln!(f, "\t}}")?;
         }
         for c in &self.chains {
-            let kind = if c.hook.is_nat() { "nat" } else { "filter" };
+            let kind = self.chain_type(c);
             let policy = match c.policy {
                 Policy::Accept => "accept",
                 Policy::Drop => "drop",
@@ -599,10 +627,48 @@ impl fmt::Display for Table {
                 c.hook.priority()
             )?;
             for r in &c.rules {
-                writeln!(f, "\t\t{r}")?;
+                writeln!(f, "\t\t{}", self.rule_text(r))?;
             }
             writeln!(f, "\t}}")?;
         }
         write!(f, "}}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::topology::{Source, load};
+
+    fn plan() -> crate::plan::Plan {
+        crate::plan::compile(&load(Source::Builtin, None).unwrap().lab)
+    }
+
+    #[test]
+    fn the_internet_gateway_rewrites_every_packet_without_conntrack() {
+        let p = plan();
+        let t = p.netns("my-igw").unwrap().firewall.as_ref().unwrap();
+        assert!(t.stateless);
+        // No chain of type nat and no ct match: nothing enables conntrack there.
+        assert!(t.chains.iter().all(|c| t.chain_type(c) == "filter"));
+        let text = t.to_string();
+        assert!(!text.contains("ct state"), "{text}");
+        assert!(
+            text.contains("ip saddr 10.0.2.238 counter ip saddr set 198.51.100.10"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip daddr 198.51.100.11 counter ip daddr set 10.0.0.4"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_nat_gateway_translates_through_conntrack() {
+        let p = plan();
+        let t = p.netns("my-nat").unwrap().firewall.as_ref().unwrap();
+        assert!(!t.stateless);
+        let post = t.chains.iter().find(|c| c.name == "postrouting").unwrap();
+        assert_eq!(t.chain_type(post), "nat");
+        assert!(t.to_string().contains("snat to 10.0.0.4:1024-65535"), "{t}");
     }
 }

@@ -73,6 +73,18 @@ pub fn parse(json: &str) -> Vec<RuleCount> {
                     verdict = RuleVerdict::Snat { addr: addr("snat") };
                 } else if e.get("dnat").is_some() {
                     verdict = RuleVerdict::Dnat { addr: addr("dnat") };
+                } else if let Some(m) = e.get("mangle") {
+                    // A stateless translation: `ip saddr set A` / `ip daddr set A`.
+                    let to = m
+                        .get("value")
+                        .and_then(Value::as_str)
+                        .and_then(|a| a.parse().ok());
+                    let field = m.pointer("/key/payload/field").and_then(Value::as_str);
+                    match field {
+                        Some("saddr") => verdict = RuleVerdict::Snat { addr: to },
+                        Some("daddr") => verdict = RuleVerdict::Dnat { addr: to },
+                        _ => {}
+                    }
                 }
             }
             RuleCount {
@@ -160,18 +172,20 @@ pub fn allow_rules<'m>(moved: &'m [Moved], chain: &str) -> Vec<&'m Moved> {
 mod tests {
     use super::*;
 
+    /// The internet gateway's stateless rewrites and, for contrast, a NAT gateway's
+    /// stateful port translation, as `nft -j list table` prints them.
     const IGW: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
       {"table": {"family": "ip", "name": "vpclab", "handle": 1}},
       {"chain": {"family": "ip", "table": "vpclab", "name": "prerouting", "handle": 1}},
       {"rule": {"family": "ip", "table": "vpclab", "chain": "prerouting", "handle": 4,
         "comment": "my-igw: static NAT 198.51.100.10 -> 10.0.2.238 (web)",
-        "expr": [{"match": {}}, {"counter": {"packets": PRE, "bytes": 0}}, {"dnat": {"addr": "10.0.2.238"}}]}},
+        "expr": [{"match": {}}, {"counter": {"packets": PRE, "bytes": 0}}, {"mangle": {"key": {"payload": {"protocol": "ip", "field": "daddr"}}, "value": "10.0.2.238"}}]}},
       {"rule": {"family": "ip", "table": "vpclab", "chain": "forward", "handle": 7,
         "comment": "my-igw: no instance has this public IP (no NAT mapping)",
         "expr": [{"match": {}}, {"counter": {"packets": DROP, "bytes": 0}}, {"drop": null}]}},
       {"rule": {"family": "ip", "table": "vpclab", "chain": "postrouting", "handle": 9,
         "comment": "my-igw: static NAT 10.0.2.238 -> 198.51.100.10 (web)",
-        "expr": [{"match": {}}, {"counter": {"packets": POST, "bytes": 0}}, {"snat": {"addr": "198.51.100.10"}}]}},
+        "expr": [{"match": {}}, {"counter": {"packets": POST, "bytes": 0}}, {"mangle": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "value": "198.51.100.10"}}]}},
       {"rule": {"family": "ip", "table": "vpclab", "chain": "postrouting", "handle": 10,
         "comment": "my-nat: port address translation to 10.0.0.4 (tcp)",
         "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"snat": {"addr": "10.0.0.4", "port": {"range": [1024, 65535]}}}]}}

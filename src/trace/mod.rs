@@ -140,10 +140,11 @@ pub struct Translation {
     pub changed: Vec<&'static str>,
     pub before: Tuple,
     pub after: Tuple,
-    /// The NAT rules that made the mapping, one per changed field (for a reply: the rules
-    /// whose mapping conntrack reversed).
+    /// The NAT rules that made the mapping, one per changed field (for a reply through a
+    /// stateful device: the rules whose mapping conntrack reversed).
     pub rules: Vec<RuleRef>,
-    /// "nat rule" for the first packet; "conntrack" for a reply.
+    /// "nat rule" for the first packet; for a reply "conntrack" (the NAT gateway) or
+    /// "stateless rule" (the internet gateway rewrites every packet by its rules).
     pub by: &'static str,
     /// The NAT gateway's conntrack entry for the connection (the seed's "mapping").
     pub mapping: Option<CtEntry>,
@@ -504,9 +505,11 @@ impl Builder<'_> {
             .plan
             .netns(node)
             .and_then(|n| n.firewall.as_ref())
-            .and_then(|t| t.chains.iter().find(|c| c.name == chain))
-            .and_then(|c| c.rules.iter().find(|r| r.comment == comment))
-            .map(|r| r.to_string())
+            .and_then(|t| {
+                let c = t.chains.iter().find(|c| c.name == chain)?;
+                let r = c.rules.iter().find(|r| r.comment == comment)?;
+                Some(t.rule_text(r))
+            })
             .unwrap_or_default();
         RuleRef {
             node: node.to_string(),
@@ -599,32 +602,38 @@ impl Builder<'_> {
             changed.push("destination");
         }
         let proto = c.before.proto;
+        let stateless = self
+            .plan
+            .netns(&c.node)
+            .and_then(|n| n.firewall.as_ref())
+            .is_some_and(|t| t.stateless);
         let rules: Vec<RuleRef> = changed
             .iter()
             .filter_map(|field| {
                 let source = *field == "source";
-                match request {
+                if request.is_none() || stateless {
                     // The first packet: the NAT rule whose counter moved made the mapping.
-                    None => {
-                        let to = if source { c.after.src } else { c.after.dst };
-                        self.moved
-                            .get(&c.node)
-                            .and_then(|m| counters::nat_rule(m, source, to))
-                            .map(|m| self.rule_ref(&c.node, &m.chain, &m.comment, Some(m.packets)))
-                            .or_else(|| self.plan_nat_rule(&c.node, source, to, proto))
-                    }
+                    // In a stateless table (the internet gateway) a rule rewrites every
+                    // packet, replies included.
+                    let to = if source { c.after.src } else { c.after.dst };
+                    self.moved
+                        .get(&c.node)
+                        .and_then(|m| counters::nat_rule(m, source, to))
+                        .map(|m| self.rule_ref(&c.node, &m.chain, &m.comment, Some(m.packets)))
+                        .or_else(|| self.plan_nat_rule(&c.node, source, to, proto))
+                } else {
                     // A reply: conntrack reverses the request's mapping and no rule runs.
                     // The rule that made it: a source rewritten back was a DNAT to that
                     // source, a destination rewritten back an SNAT to that destination.
-                    Some(_) => {
-                        let to = if source { c.before.src } else { c.before.dst };
-                        self.plan_nat_rule(&c.node, !source, to, proto)
-                    }
+                    let to = if source { c.before.src } else { c.before.dst };
+                    self.plan_nat_rule(&c.node, !source, to, proto)
                 }
             })
             .collect();
         let by = if request.is_none() {
             "nat rule"
+        } else if stateless {
+            "stateless rule"
         } else {
             "conntrack"
         };

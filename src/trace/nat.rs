@@ -1,15 +1,18 @@
-//! `vpclab nat-table`: the live translations of the internet gateway or the NAT gateway,
-//! from the conntrack table of its namespace. A conntrack entry holds the connection as
-//! it was sent (original tuple) and as the answer must look (reply tuple); their
-//! difference is the translation: the seed's "mapping" the NAT gateway records in its
-//! step (2) and uses again in step (6).
+//! `vpclab nat-table`: the live translations of the NAT gateway or the internet gateway.
+//! The NAT gateway's come from the conntrack table of its namespace: an entry holds the
+//! connection as it was sent (original tuple) and as the answer must look (reply tuple);
+//! their difference is the translation, the seed's "mapping" the NAT gateway records in
+//! its step (2) and uses again in step (6). The internet gateway is stateless: it has
+//! only its fixed 1:1 pairs, shown with the packets each rule rewrote.
 
+use super::counters::{self, RuleCount};
 use super::packet::endpoint;
 use super::resolve;
 use crate::kernel::conntrack::{
     self, CtEntry, CtTuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT,
 };
-use crate::plan::firewall::Verdict;
+use crate::kernel::{netns, nft};
+use crate::plan::firewall::{Match, Table, Verdict};
 use crate::plan::{Plan, Role};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -27,6 +30,23 @@ pub struct NatTable {
     pub entries: Vec<NatEntry>,
     /// Connections conntrack tracks here without translating them.
     pub untranslated: usize,
+    /// True for the internet gateway: its 1:1 NAT is a fixed rewrite of every packet,
+    /// so it has no connection table; `static_nat` is all there is to show.
+    pub stateless: bool,
+    /// The stateless device's mappings with the packets each rewrote so far.
+    pub static_nat: Vec<StaticNat>,
+}
+
+/// One private ⇄ public pair of the internet gateway and its rules' counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaticNat {
+    pub owner: String,
+    pub private: String,
+    pub public: String,
+    /// Packets that left with the public address as their source (the SNAT rule).
+    pub packets_out: u64,
+    /// Packets that came in to the public address (the DNAT rule).
+    pub packets_in: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -178,10 +198,67 @@ fn addresses(plan: &Plan, ns: &crate::plan::Netns) -> Vec<String> {
     }
 }
 
-/// Reads the live table of one gateway.
+/// The mappings of a stateless table, with the packet counters of its rewrite rules.
+pub fn static_nat(table: &Table, counts: &[RuleCount]) -> Vec<StaticNat> {
+    let packets = |chain: &str, comment: &str| {
+        counts
+            .iter()
+            .find(|c| c.chain == chain && c.comment == comment)
+            .map_or(0, |c| c.packets)
+    };
+    let rules = |chain: &str| {
+        table
+            .chains
+            .iter()
+            .filter(move |c| c.name == chain)
+            .flat_map(|c| c.rules.iter())
+            .map(|r| (r, chain.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let dnat = rules("prerouting");
+    rules("postrouting")
+        .into_iter()
+        .filter_map(|(r, chain)| {
+            let (Verdict::Snat { addr: public, .. }, Some(Match::Saddr(private))) =
+                (&r.verdict, r.matches.first())
+            else {
+                return None;
+            };
+            let private = private.to_string();
+            let inbound = dnat.iter().find(
+                |(d, _)| matches!(d.verdict, Verdict::Dnat { addr } if addr.to_string() == private),
+            );
+            Some(StaticNat {
+                owner: r
+                    .comment
+                    .rsplit_once('(')
+                    .map(|(_, w)| w.trim_end_matches(')').to_string())
+                    .unwrap_or_default(),
+                private,
+                public: public.to_string(),
+                packets_out: packets(&chain, &r.comment),
+                packets_in: inbound.map_or(0, |(d, c)| packets(c, &d.comment)),
+            })
+        })
+        .collect()
+}
+
+/// Reads the live table of one gateway: the conntrack entries of a stateful one, the
+/// rule counters of a stateless one.
 pub fn read(plan: &Plan, ns: &crate::plan::Netns) -> Result<NatTable> {
-    let ct = conntrack::dump(&ns.name)?;
-    let (entries, untranslated) = entries(&ct);
+    let table = ns.firewall.as_ref();
+    let stateless = table.is_some_and(|t| t.stateless);
+    let (entries, untranslated, static_nat) = match table {
+        Some(t) if t.stateless => {
+            let h = netns::open(&ns.name)?;
+            let json = netns::run_in(&h, || nft::list_here(t.family))?;
+            (vec![], 0, static_nat(t, &counters::parse(&json)))
+        }
+        _ => {
+            let (e, u) = entries(&conntrack::dump(&ns.name)?);
+            (e, u, vec![])
+        }
+    };
     Ok(NatTable {
         lab: plan.lab.clone(),
         node: ns.node.clone(),
@@ -190,10 +267,84 @@ pub fn read(plan: &Plan, ns: &crate::plan::Netns) -> Result<NatTable> {
         addresses: addresses(plan, ns),
         entries,
         untranslated,
+        stateless,
+        static_nat,
     })
 }
 
+fn render_static(t: &NatTable) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} {} (lab {}), stateless 1:1 NAT in {}",
+        t.device, t.node, t.lab, t.namespace
+    );
+    let _ = writeln!(
+        s,
+        "  every packet is rewritten by a fixed mapping, so there is no connection table:"
+    );
+    let _ = writeln!(
+        s,
+        "  replies are translated by the same pairs, in the other direction\n"
+    );
+    let head = [
+        "owner",
+        "private IP",
+        "public IP",
+        "packets out",
+        "packets in",
+    ];
+    let rows: Vec<[String; 5]> = t
+        .static_nat
+        .iter()
+        .map(|m| {
+            [
+                m.owner.clone(),
+                m.private.clone(),
+                m.public.clone(),
+                m.packets_out.to_string(),
+                m.packets_in.to_string(),
+            ]
+        })
+        .collect();
+    table_lines(&mut s, head, &rows);
+    let n = t.static_nat.len();
+    let _ = writeln!(s, "\n{n} mapping{}", if n == 1 { "" } else { "s" });
+    s
+}
+
+/// Left-aligned columns, three spaces apart.
+fn table_lines(s: &mut String, head: [&str; 5], rows: &[[String; 5]]) {
+    let w: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 5]| {
+        let mut l = String::from("  ");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i].saturating_sub(c.chars().count());
+            l.push_str(c);
+            if i < 4 {
+                l.push_str(&" ".repeat(pad + 3));
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let _ = writeln!(s, "{}", line(head));
+    for r in rows {
+        let _ = writeln!(s, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+}
+
 pub fn render(t: &NatTable) -> String {
+    if t.stateless {
+        return render_static(t);
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -226,31 +377,8 @@ pub fn render(t: &NatTable) -> String {
             "state",
             "expires",
         ];
-        let w: Vec<usize> = (0..5)
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([head[i].chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: [&str; 5]| {
-            let mut l = String::from("  ");
-            for (i, c) in cells.iter().enumerate() {
-                let pad = w[i].saturating_sub(c.chars().count());
-                l.push_str(c);
-                if i < 4 {
-                    l.push_str(&" ".repeat(pad + 3));
-                }
-            }
-            l.trim_end().to_string()
-        };
         let _ = writeln!(s);
-        let _ = writeln!(s, "{}", line(head));
-        for r in &rows {
-            let _ = writeln!(s, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
-        }
+        table_lines(&mut s, head, &rows);
     }
     let n = t.entries.len();
     let _ = write!(s, "\n{n} translation{}", if n == 1 { "" } else { "s" });
@@ -317,6 +445,8 @@ mod tests {
             addresses: vec![],
             entries: rows,
             untranslated: 1,
+            stateless: false,
+            static_nat: vec![],
         };
         let text = render(&table);
         assert!(
@@ -328,8 +458,9 @@ mod tests {
     }
 
     #[test]
-    fn an_internet_gateway_dnat_entry_translates_the_destination() {
-        // stranger → web's public IP, static NAT to web's private IP.
+    fn a_destination_nat_entry_translates_the_destination() {
+        // A stateful DNAT (a port forward a lab might add): stranger → 198.51.100.10:53
+        // forwarded to 10.0.2.238.
         let e = CtEntry {
             proto: 17,
             orig: t("192.0.2.66", 5000, "198.51.100.10", 53),
@@ -361,5 +492,59 @@ mod tests {
             a.iter().any(|x| x == "10.0.2.238 ⇄ 198.51.100.10 (web)"),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn the_internet_gateway_shows_its_pairs_with_the_packets_each_rule_rewrote() {
+        let loaded = crate::topology::load(crate::topology::Source::Builtin, None).unwrap();
+        let plan = crate::plan::compile(&loaded.lab);
+        let igw = select(&plan, "igw").unwrap()[0];
+        let table = igw.firewall.as_ref().unwrap();
+        assert!(table.stateless);
+        let count = |chain: &str, comment: &str, packets| RuleCount {
+            chain: chain.into(),
+            handle: 0,
+            comment: comment.into(),
+            verdict: counters::RuleVerdict::Other,
+            packets,
+        };
+        let counts = [
+            count(
+                "postrouting",
+                "my-igw: static NAT 10.0.0.4 -> 198.51.100.11 (my-nat)",
+                7,
+            ),
+            count(
+                "prerouting",
+                "my-igw: static NAT 198.51.100.11 -> 10.0.0.4 (my-nat)",
+                5,
+            ),
+        ];
+        let pairs = static_nat(table, &counts);
+        let nat = pairs.iter().find(|m| m.owner == "my-nat").unwrap();
+        assert_eq!(
+            (nat.private.as_str(), nat.public.as_str()),
+            ("10.0.0.4", "198.51.100.11")
+        );
+        assert_eq!((nat.packets_out, nat.packets_in), (7, 5));
+        let web = pairs.iter().find(|m| m.owner == "web").unwrap();
+        assert_eq!(
+            (web.public.as_str(), web.packets_out, web.packets_in),
+            ("198.51.100.10", 0, 0)
+        );
+        let text = render(&NatTable {
+            lab: "handson".into(),
+            node: "my-igw".into(),
+            device: "internet gateway".into(),
+            namespace: igw.name.clone(),
+            addresses: vec![],
+            entries: vec![],
+            untranslated: 0,
+            stateless: true,
+            static_nat: pairs,
+        });
+        assert!(text.contains("stateless 1:1 NAT"), "{text}");
+        assert!(text.contains("no connection table"), "{text}");
+        assert!(text.contains("2 mappings"), "{text}");
     }
 }

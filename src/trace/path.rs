@@ -205,6 +205,8 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
         let mut restored = pkt;
         pkt = match ctstate {
             Ct::New => nat(ns, Hook::Prerouting, pkt, &ctx, ct),
+            // A stateless device rewrites the reply by its rules, as it did the request.
+            Ct::Established if stateless(ns) => rewrite(ns, Hook::Prerouting, pkt, &ctx),
             Ct::Established => {
                 restored = unnat(ns, pkt, ct);
                 Tuple {
@@ -271,6 +273,7 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
         }
         pkt = match ctstate {
             Ct::New => nat(ns, Hook::Postrouting, pkt, &ctx, ct),
+            Ct::Established if stateless(ns) => rewrite(ns, Hook::Postrouting, pkt, &ctx),
             Ct::Established => Tuple {
                 src: restored.src,
                 sport: restored.sport,
@@ -431,30 +434,42 @@ fn filter(ns: &Netns, hook: Hook, pkt: &Tuple, ctx: &Ctx) -> ChainResult {
     ChainResult::Continue
 }
 
-fn nat(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, ct: &mut Conntrack) -> Tuple {
+/// A namespace whose NAT keeps no state (the internet gateway): every packet, reply or
+/// not, goes through its rewrite rules.
+fn stateless(ns: &Netns) -> bool {
+    ns.firewall.as_ref().is_some_and(|t| t.stateless)
+}
+
+/// The first translation rule of `hook` that matches, applied to `pkt`.
+fn rewrite(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx) -> Tuple {
     for (t, c) in chains(ns, hook) {
         for r in &c.rules {
             if !r.matches.iter().all(|m| matches(t, m, &pkt, ctx)) {
                 continue;
             }
-            let after = match r.verdict {
+            return match r.verdict {
                 // Linux keeps the source port when it is inside the range and free.
                 Verdict::Snat { addr, .. } => Tuple { src: addr, ..pkt },
                 Verdict::Dnat { addr } => Tuple { dst: addr, ..pkt },
-                Verdict::Accept => return pkt,
-                Verdict::Drop => return pkt,
+                Verdict::Accept | Verdict::Drop => pkt,
             };
-            // One connection, one entry: a second translation in the same namespace (DNAT
-            // in prerouting, then SNAT in postrouting) extends the first.
-            let entries = ct.entries.entry(ns.node.clone()).or_default();
-            match entries.iter_mut().find(|(_, now)| *now == pkt) {
-                Some(e) => e.1 = after,
-                None => entries.push((pkt, after)),
-            }
-            return after;
         }
     }
     pkt
+}
+
+fn nat(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, ct: &mut Conntrack) -> Tuple {
+    let after = rewrite(ns, hook, pkt, ctx);
+    if after != pkt && !stateless(ns) {
+        // One connection, one entry: a second translation in the same namespace (DNAT
+        // in prerouting, then SNAT in postrouting) extends the first.
+        let entries = ct.entries.entry(ns.node.clone()).or_default();
+        match entries.iter_mut().find(|(_, now)| *now == pkt) {
+            Some(e) => e.1 = after,
+            None => entries.push((pkt, after)),
+        }
+    }
+    after
 }
 
 /// A reply through a namespace that translated the request gets the reverse translation.
@@ -708,6 +723,27 @@ mod tests {
             back.hops.last().unwrap().tuple,
             tcp("198.51.100.10", 80, "10.0.1.101", 40001)
         );
+    }
+
+    #[test]
+    fn the_internet_gateway_translates_a_reply_it_holds_no_state_for() {
+        // A stateless 1:1 NAT needs no memory of the request: a reply to web's public IP
+        // is rewritten by the same pair even when nothing was recorded for it.
+        let plan = handson();
+        let mut empty = Conntrack::default();
+        let back = simulate(
+            &plan,
+            "example-web",
+            tcp("203.0.113.60", 80, "198.51.100.10", 40001),
+            &mut empty,
+            true,
+        );
+        assert_eq!(back.end, End::Delivered { node: "web".into() });
+        assert_eq!(
+            back.hops.last().unwrap().tuple,
+            tcp("203.0.113.60", 80, "10.0.2.238", 40001)
+        );
+        assert!(empty.entries.is_empty(), "{:?}", empty.entries);
     }
 
     #[test]
