@@ -28,6 +28,7 @@ use crate::kernel::conntrack::{self, CtEntry};
 use crate::kernel::netlink::{Netlink, RouteLookup};
 use crate::kernel::{apply::Indexes, netns, nft};
 use crate::lab::Running;
+use crate::plan::firewall::Family;
 use crate::plan::{Plan, Role};
 use anyhow::{Context, Result, bail};
 use correlate::{Change, Leg, PointInfo, Probe, Seen, Side};
@@ -462,6 +463,13 @@ fn capture_points(plan: &Plan, nodes: &[String]) -> Result<(Vec<capture::Point>,
     Ok((points, infos))
 }
 
+/// The counters of every rule of the lab's nftables table in one namespace.
+fn rule_counts(netns_name: &str, family: Family) -> Result<Vec<RuleCount>> {
+    let h = netns::open(netns_name)?;
+    let json = netns::run_in(&h, || nft::list_here(family))?;
+    Ok(counters::parse(&json))
+}
+
 /// The counters of every nftables rule in the given nodes, read in parallel.
 fn read_counters(plan: &Plan, nodes: &[String]) -> HashMap<String, Vec<RuleCount>> {
     std::thread::scope(|s| {
@@ -471,14 +479,7 @@ fn read_counters(plan: &Plan, nodes: &[String]) -> HashMap<String, Vec<RuleCount
                 let ns = plan.netns(node)?;
                 let family = ns.firewall.as_ref()?.family;
                 let name = ns.name.clone();
-                Some((
-                    node.clone(),
-                    s.spawn(move || -> Result<Vec<RuleCount>> {
-                        let h = netns::open(&name)?;
-                        let json = netns::run_in(&h, || nft::list_here(family))?;
-                        Ok(counters::parse(&json))
-                    }),
-                ))
+                Some((node.clone(), s.spawn(move || rule_counts(&name, family))))
             })
             .collect();
         handles

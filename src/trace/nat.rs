@@ -5,13 +5,12 @@
 //! its step (2) and uses again in step (6). The internet gateway is stateless: it has
 //! only its fixed 1:1 pairs, shown with the packets each rule rewrote.
 
-use super::counters::{self, RuleCount};
+use super::counters::RuleCount;
 use super::packet::endpoint;
 use super::resolve;
 use crate::kernel::conntrack::{
     self, CtEntry, CtTuple, IPS_ASSURED, IPS_DST_NAT, IPS_SEEN_REPLY, IPS_SRC_NAT,
 };
-use crate::kernel::{netns, nft};
 use crate::plan::firewall::{Match, Table, Verdict};
 use crate::plan::{Plan, Role};
 use anyhow::{Result, bail};
@@ -249,11 +248,11 @@ pub fn read(plan: &Plan, ns: &crate::plan::Netns) -> Result<NatTable> {
     let table = ns.firewall.as_ref();
     let stateless = table.is_some_and(|t| t.stateless);
     let (entries, untranslated, static_nat) = match table {
-        Some(t) if t.stateless => {
-            let h = netns::open(&ns.name)?;
-            let json = netns::run_in(&h, || nft::list_here(t.family))?;
-            (vec![], 0, static_nat(t, &counters::parse(&json)))
-        }
+        Some(t) if t.stateless => (
+            vec![],
+            0,
+            static_nat(t, &super::rule_counts(&ns.name, t.family)?),
+        ),
         _ => {
             let (e, u) = entries(&conntrack::dump(&ns.name)?);
             (e, u, vec![])
@@ -505,7 +504,7 @@ mod tests {
             chain: chain.into(),
             handle: 0,
             comment: comment.into(),
-            verdict: counters::RuleVerdict::Other,
+            verdict: crate::trace::counters::RuleVerdict::Other,
             packets,
         };
         let counts = [
