@@ -1,7 +1,8 @@
 //! nftables counters read before and after a trace: the rules whose counters moved are
-//! the rules that saw the traced packets. NAT rules only see a connection's first packet,
-//! so a NAT rule that moved made the translation the capture shows; a drop rule that
-//! moved in the namespace where the packet vanished is what stopped it.
+//! the rules that saw the traced packets. A stateful NAT rule sees only a connection's
+//! first packet and a stateless rewrite (the internet gateway) sees every packet it
+//! translates, so either way a translating rule that moved made the translation the capture
+//! shows; a drop rule that moved in the namespace where the packet vanished is what stopped it.
 
 use serde::Serialize;
 use serde_json::Value;
