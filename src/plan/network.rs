@@ -96,15 +96,22 @@ fn default_net() -> Ipv4Net {
     Ipv4Net::default()
 }
 
+/// For a namespace with bridges: switched frames skip the IP netfilter hooks. With
+/// br_netfilter loaded the kernel's default (1) would run every bridged frame through
+/// them, which costs throughput and lets IP rules see frames that are only switched.
+fn bridge_sysctls() -> [Sysctl; 2] {
+    [
+        sysctl("net.bridge.bridge-nf-call-iptables", "0"),
+        sysctl("net.bridge.bridge-nf-call-arptables", "0"),
+    ]
+}
+
 pub fn compile(lab: &Lab) -> Network {
     let mut namespaces = Vec::new();
     let mut veths = Vec::new();
     let mut router_ifs = IfNames::default();
     let mut router = empty_ns(lab, ROUTER, Role::VpcRouter, None, true);
-    router.sysctls.extend([
-        sysctl("net.bridge.bridge-nf-call-iptables", "0"),
-        sysctl("net.bridge.bridge-nf-call-arptables", "0"),
-    ]);
+    router.sysctls.extend(bridge_sysctls());
     router_ifs.name("", "lo");
 
     // A bridge per subnet holds the VPC router's .1 for that subnet.
@@ -239,6 +246,7 @@ pub fn compile(lab: &Lab) -> Network {
     // The internet: a core router with the internet hosts on a bridge, and the lab's
     // resolver. Only the internet gateway connects it to the VPC.
     let mut inet = empty_ns(lab, INTERNET, Role::InternetRouter, None, true);
+    inet.sysctls.extend(bridge_sysctls());
     let mut inet_ifs = IfNames::default();
     inet_ifs.name("", INET_HOSTS_BRIDGE);
     inet_ifs.name("", INET_IGW_IF);
@@ -457,4 +465,32 @@ pub fn hosts(lab: &Lab) -> Vec<Host> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::topology::{Source, load};
+
+    #[test]
+    fn every_namespace_with_a_bridge_keeps_switched_frames_out_of_ip_netfilter() {
+        let plan = crate::plan::compile(&load(Source::Builtin, None).unwrap().lab);
+        let bridged: Vec<_> = plan
+            .namespaces
+            .iter()
+            .filter(|n| !n.bridges.is_empty())
+            .collect();
+        assert!(bridged.len() >= 2, "the VPC router and the internet");
+        for n in bridged {
+            for key in [
+                "net.bridge.bridge-nf-call-iptables",
+                "net.bridge.bridge-nf-call-arptables",
+            ] {
+                assert!(
+                    n.sysctls.iter().any(|s| s.key == key && s.value == "0"),
+                    "{} lacks {key}=0",
+                    n.node
+                );
+            }
+        }
+    }
 }
