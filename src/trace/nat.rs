@@ -173,26 +173,12 @@ fn addresses(plan: &Plan, ns: &crate::plan::Netns) -> Vec<String> {
             }
             v
         }
+        // The internet gateway: its 1:1 pairs.
         _ => ns
             .firewall
             .iter()
-            .flat_map(|t| t.chains.iter())
-            .filter(|c| c.name == "postrouting")
-            .flat_map(|c| c.rules.iter())
-            .filter_map(|r| match (&r.verdict, r.matches.first()) {
-                (Verdict::Snat { addr, .. }, Some(m)) => {
-                    let who = r
-                        .comment
-                        .rsplit_once('(')
-                        .map(|(_, w)| w.trim_end_matches(')'))
-                        .unwrap_or("");
-                    Some(format!(
-                        "{} ⇄ {addr} ({who})",
-                        m.to_string().trim_start_matches("ip saddr ")
-                    ))
-                }
-                _ => None,
-            })
+            .flat_map(|t| static_nat(t, &[]))
+            .map(|m| format!("{} ⇄ {} ({})", m.private, m.public, m.owner))
             .collect(),
     }
 }

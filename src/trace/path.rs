@@ -103,22 +103,41 @@ const MAX_HOPS: usize = 64;
 /// `reply` says it answers a connection whose request went through `ct` already.
 pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply: bool) -> SimPath {
     let mut hops = Vec::new();
+    let end = walk(plan, from, tuple, ct, reply, &mut hops);
+    SimPath { hops, end }
+}
+
+/// One link crossing: out of `from`'s interface, into `to`'s.
+fn cross(hops: &mut Vec<SimHop>, from: (&Netns, &str), to: (&Netns, &str), tuple: Tuple) {
+    for (ns, iface, dir) in [(from.0, from.1, Dir::Out), (to.0, to.1, Dir::In)] {
+        hops.push(SimHop {
+            node: ns.node.clone(),
+            iface: iface.to_string(),
+            dir,
+            tuple,
+        });
+    }
+}
+
+/// The journey itself: crossings go into `hops`, the return value says how it ended.
+fn walk(
+    plan: &Plan,
+    from: &str,
+    tuple: Tuple,
+    ct: &mut Conntrack,
+    reply: bool,
+    hops: &mut Vec<SimHop>,
+) -> End {
     let ctstate = if reply { Ct::Established } else { Ct::New };
     let Some(mut ns) = plan.netns(from) else {
-        return SimPath {
-            hops,
-            end: End::NotForwarded { node: from.into() },
-        };
+        return End::NotForwarded { node: from.into() };
     };
     let mut pkt = tuple;
     // Sent by a local socket: output route, output filter, source NAT.
     let Some((dev, nh)) = lookup(ns, None, pkt.dst) else {
-        return SimPath {
-            hops,
-            end: End::NoRoute {
-                node: ns.node.clone(),
-                dst: pkt.dst,
-            },
+        return End::NoRoute {
+            node: ns.node.clone(),
+            dst: pkt.dst,
         };
     };
     let ctx = Ctx {
@@ -127,13 +146,10 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
         ct: ctstate,
     };
     if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Output, &pkt, &ctx) {
-        return SimPath {
-            hops,
-            end: End::Dropped {
-                node: ns.node.clone(),
-                chain,
-                comment,
-            },
+        return End::Dropped {
+            node: ns.node.clone(),
+            chain,
+            comment,
         };
     }
     if ctstate == Ct::New {
@@ -143,52 +159,24 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
     for _ in 0..MAX_HOPS {
         // Leave `ns` on `out.0` (a bridge: the port towards the next hop).
         let Some((port, next, next_if, master)) = egress(plan, ns, &out.0, out.1) else {
-            return SimPath {
-                hops,
-                end: End::NoNeighbour {
-                    node: ns.node.clone(),
-                    addr: out.1,
-                },
+            return End::NoNeighbour {
+                node: ns.node.clone(),
+                addr: out.1,
             };
         };
-        hops.push(SimHop {
-            node: ns.node.clone(),
-            iface: port.clone(),
-            dir: Dir::Out,
-            tuple: pkt,
-        });
-        hops.push(SimHop {
-            node: next.node.clone(),
-            iface: next_if.clone(),
-            dir: Dir::In,
-            tuple: pkt,
-        });
+        cross(hops, (ns, &port), (next, &next_if), pkt);
         ns = next;
         // A bridge switches the frame to another port unless it is for the bridge's own
         // address (then the namespace routes it).
         let l3_if = match &master {
             Some(br) if !has_addr_on(ns, br, out.1) => {
                 let Some((p2, n2, if2, m2)) = egress(plan, ns, br, out.1) else {
-                    return SimPath {
-                        hops,
-                        end: End::NoNeighbour {
-                            node: ns.node.clone(),
-                            addr: out.1,
-                        },
+                    return End::NoNeighbour {
+                        node: ns.node.clone(),
+                        addr: out.1,
                     };
                 };
-                hops.push(SimHop {
-                    node: ns.node.clone(),
-                    iface: p2,
-                    dir: Dir::Out,
-                    tuple: pkt,
-                });
-                hops.push(SimHop {
-                    node: n2.node.clone(),
-                    iface: if2.clone(),
-                    dir: Dir::In,
-                    tuple: pkt,
-                });
+                cross(hops, (ns, &p2), (n2, &if2), pkt);
                 ns = n2;
                 m2.unwrap_or(if2)
             }
@@ -223,37 +211,25 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
                 ..pkt
             };
             if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Input, &pkt, &ctx) {
-                return SimPath {
-                    hops,
-                    end: End::Dropped {
-                        node: ns.node.clone(),
-                        chain,
-                        comment,
-                    },
+                return End::Dropped {
+                    node: ns.node.clone(),
+                    chain,
+                    comment,
                 };
             }
-            return SimPath {
-                hops,
-                end: End::Delivered {
-                    node: ns.node.clone(),
-                },
+            return End::Delivered {
+                node: ns.node.clone(),
             };
         }
         if !forwards(ns) {
-            return SimPath {
-                hops,
-                end: End::NotForwarded {
-                    node: ns.node.clone(),
-                },
+            return End::NotForwarded {
+                node: ns.node.clone(),
             };
         }
         let Some((dev, nh)) = lookup(ns, Some(&l3_if), pkt.dst) else {
-            return SimPath {
-                hops,
-                end: End::NoRoute {
-                    node: ns.node.clone(),
-                    dst: pkt.dst,
-                },
+            return End::NoRoute {
+                node: ns.node.clone(),
+                dst: pkt.dst,
             };
         };
         let ctx = Ctx {
@@ -262,13 +238,10 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
             ct: ctstate,
         };
         if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Forward, &pkt, &ctx) {
-            return SimPath {
-                hops,
-                end: End::Dropped {
-                    node: ns.node.clone(),
-                    chain,
-                    comment,
-                },
+            return End::Dropped {
+                node: ns.node.clone(),
+                chain,
+                comment,
             };
         }
         pkt = match ctstate {
@@ -282,10 +255,7 @@ pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply
         };
         out = (dev, nh);
     }
-    SimPath {
-        hops,
-        end: End::TooManyHops,
-    }
+    End::TooManyHops
 }
 
 /// The request's path and, when it is delivered, the reply's.

@@ -5,7 +5,7 @@
 //! none answers, the records the Plan gives that resolver are used.
 
 use super::dns::Lookup;
-use crate::plan::firewall::Verdict;
+use crate::plan::firewall::{Addr, Match, Verdict};
 use crate::plan::{Plan, RecordData, Role};
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -26,40 +26,31 @@ fn on_internet(role: Role) -> bool {
     matches!(role, Role::InternetHost | Role::InternetRouter)
 }
 
-/// Public address → private address, from the internet gateways' static NAT rules.
-pub fn public_to_private(plan: &Plan, public: Ipv4Addr) -> Option<Ipv4Addr> {
+/// The internet gateways' 1:1 pairs (private, public), read from their source rewrites
+/// (each pair has one, and one destination rewrite the other way).
+pub fn static_nat_pairs(plan: &Plan) -> impl Iterator<Item = (Ipv4Addr, Ipv4Addr)> + '_ {
     plan.namespaces
         .iter()
         .filter(|n| n.role == Role::InternetGateway)
         .flat_map(|n| n.firewall.iter())
         .flat_map(|t| t.chains.iter())
         .flat_map(|c| c.rules.iter())
-        .find_map(|r| match (&r.verdict, r.matches.first()) {
-            (Verdict::Dnat { addr }, Some(crate::plan::firewall::Match::Daddr(a)))
-                if a.to_string() == public.to_string() =>
-            {
-                Some(*addr)
+        .filter_map(|r| match (&r.verdict, r.matches.first()) {
+            (Verdict::Snat { addr, .. }, Some(Match::Saddr(Addr::Net(private)))) => {
+                Some((private.addr(), *addr))
             }
             _ => None,
         })
 }
 
+/// Public address → private address, through the internet gateway's static NAT.
+pub fn public_to_private(plan: &Plan, public: Ipv4Addr) -> Option<Ipv4Addr> {
+    static_nat_pairs(plan).find_map(|(pv, pb)| (pb == public).then_some(pv))
+}
+
 /// Private address → public address (the IGW's static NAT the other way).
 pub fn private_to_public(plan: &Plan, private: Ipv4Addr) -> Option<Ipv4Addr> {
-    plan.namespaces
-        .iter()
-        .filter(|n| n.role == Role::InternetGateway)
-        .flat_map(|n| n.firewall.iter())
-        .flat_map(|t| t.chains.iter())
-        .flat_map(|c| c.rules.iter())
-        .find_map(|r| match (&r.verdict, r.matches.first()) {
-            (Verdict::Snat { addr, .. }, Some(crate::plan::firewall::Match::Saddr(a)))
-                if a.to_string() == private.to_string() =>
-            {
-                Some(*addr)
-            }
-            _ => None,
-        })
+    static_nat_pairs(plan).find_map(|(pv, pb)| (pv == private).then_some(pb))
 }
 
 /// The node holding `ip` on an interface, or behind it through the internet gateway.

@@ -207,22 +207,22 @@ fn tcp(dst: SocketAddrV4, timeout: Duration, keep: bool) -> Result<Sent> {
 fn udp(dst: SocketAddrV4, timeout: Duration) -> Result<Sent> {
     let (fd, local_port) = open(SockType::Datagram, None)?;
     connect(&fd, dst).context("connect the UDP socket")?;
+    Ok(exchange(&fd, local_port, PAYLOAD, timeout))
+}
+
+/// Sends one datagram on a connected socket and waits for what comes back.
+fn exchange(fd: &OwnedFd, local_port: u16, msg: &[u8], timeout: Duration) -> Sent {
     let start = Instant::now();
-    if let Err(e) = send(fd.as_raw_fd(), PAYLOAD, MsgFlags::empty()) {
-        return Ok(Sent {
-            local_port,
-            outcome: error_outcome(e),
-            elapsed: start.elapsed(),
-            socket: None,
-        });
-    }
-    let outcome = answer(&fd, timeout);
-    Ok(Sent {
+    let outcome = match send(fd.as_raw_fd(), msg, MsgFlags::empty()) {
+        Ok(_) => answer(fd, timeout),
+        Err(e) => error_outcome(e),
+    };
+    Sent {
         local_port,
         outcome,
         elapsed: start.elapsed(),
         socket: None,
-    })
+    }
 }
 
 fn answer(fd: &OwnedFd, timeout: Duration) -> Outcome {
@@ -244,22 +244,7 @@ fn icmp(dst: Ipv4Addr, timeout: Duration) -> Result<Sent> {
     connect(&fd, SocketAddrV4::new(dst, 0)).context("connect the ICMP socket")?;
     let mut msg = vec![8u8, 0, 0, 0, 0, 0, 0, 1];
     msg.extend_from_slice(PAYLOAD);
-    let start = Instant::now();
-    if let Err(e) = send(fd.as_raw_fd(), &msg, MsgFlags::empty()) {
-        return Ok(Sent {
-            local_port,
-            outcome: error_outcome(e),
-            elapsed: start.elapsed(),
-            socket: None,
-        });
-    }
-    let outcome = answer(&fd, timeout);
-    Ok(Sent {
-        local_port,
-        outcome,
-        elapsed: start.elapsed(),
-        socket: None,
-    })
+    Ok(exchange(&fd, local_port, &msg, timeout))
 }
 
 /// A listener vpclab started in TO's namespace for the length of a trace.
