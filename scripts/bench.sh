@@ -209,7 +209,7 @@ stale_cleanup() {
     fi
 }
 
-# The host's root network namespace, to compare before and after (DESIGN.md §3 rule 1).
+# The host's root network namespace, to compare before and after (the README's "Safety": a lab never touches it).
 root_snapshot() {
     {
         ip -d link; ip addr; ip route show table all; ip rule; nft list ruleset

@@ -2,7 +2,7 @@
 # The main job, in one command on a fresh Debian 12 machine:
 #   sudo scripts/lab.sh
 # Installs what is missing, builds vpclab, installs it as /usr/local/bin/vpclab, brings
-# up the built-in hands-on lab (the seed's VPC), checks every expectation with real
+# up the built-in hands-on lab (the write-up's VPC), checks every expectation with real
 # clients (vpclab probe) and leaves the lab up for you to explore.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,7 @@ vpclab probe || { echo "some probes failed: see above (the lab stays up for you 
 endpoint=$(vpclab status handson --json | sed -n 's/.*"endpoint": "\([^"]*\)".*/\1/p' | head -1)
 cat <<TRY
 
-Try this next (the seed's hands-on, for real):
+Try this next (the write-up's hands-on, for real):
   sudo vpclab ssh web                                   # ssh -i aws-study.pem ec2-user@<public DNS>
   sudo vpclab exec web -- nslookup $endpoint
   sudo vpclab exec web -- mysql --defaults-extra-file=/run/vpclab/handson/keys/my-database.client.cnf -h $endpoint

@@ -1,4 +1,4 @@
-//! RDS Multi-AZ with real MariaDB: the seed's section 7 (mysql from web, nslookup,
+//! RDS Multi-AZ with real MariaDB: the write-up's section 7 (mysql from web, nslookup,
 //! reboot with failover, nslookup again), automatic failover after kill -9, and twenty
 //! drills in a row with no lost write and never two writable servers. Root only.
 
@@ -50,9 +50,9 @@ fn mysql(lab: &Lab, from: &str, host: &str, sql: &str) -> Output {
 }
 
 #[test]
-fn the_seeds_sequence_mysql_nslookup_reboot_with_failover_nslookup_mysql() {
+fn the_write_ups_sequence_mysql_nslookup_reboot_with_failover_nslookup_mysql() {
     require_root!();
-    let lab = Lab::up(None, "t-seed");
+    let lab = Lab::up(None, "t-writeup");
     let ep = endpoint(&lab);
     assert!(ep.starts_with("my-database.") && ep.ends_with(".ap-northeast-2.rds.amazonaws.com"));
 

@@ -1,4 +1,4 @@
-//! `vpclab trace` and `vpclab nat-table` on real labs: the seed's two walk-throughs hop by
+//! `vpclab trace` and `vpclab nat-table` on real labs: the write-up's two walk-throughs hop by
 //! hop (the internet gateway's static NAT, the NAT gateway's port translation), a path
 //! the security group blocks, a missing route, pcap files tshark reads, and the NAT
 //! gateway's live mapping table. Root only; each test has its own lab.
@@ -245,7 +245,7 @@ fn internet_gateway_walkthrough_web_to_example_web() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 
-    // The same trace for people quotes the seed's steps.
+    // The same trace for people quotes the write-up's steps.
     let out = trace_text(&lab, &["web", "example-web", "--port", "80"]);
     assert!(
         out.contains(&format!(
@@ -316,7 +316,7 @@ fn nat_gateway_walkthrough_app_to_example_web() {
         ]
     );
     let s = steps(&v);
-    assert_eq!(s.len(), 7, "the seed's seven steps: {s:?}");
+    assert_eq!(s.len(), 7, "the write-up's seven steps: {s:?}");
     assert!(
         s[1].starts_with(&format!("(2) NAT gateway: {APP}:{p} → {NAT_PRIVATE}:{q}")),
         "{s:?}"

@@ -1,4 +1,4 @@
-//! CIDR arithmetic for `vpclab cidr` (the seed's section 2): what a block holds, how many
+//! CIDR arithmetic for `vpclab cidr` (the write-up's section 2): what a block holds, how many
 //! hosts it gives classically and on AWS, subnetting (split) and supernetting (merge).
 //!
 //! Everything here is pure: it takes blocks and returns data (serialisable for `--json`);
@@ -9,10 +9,10 @@ use ipnet::{Ipv4Net, Ipv4Subnets};
 use serde::Serialize;
 use std::net::Ipv4Addr;
 
-/// The private ranges of RFC 1918 (the seed's table), to name the one a block lies in.
+/// The private ranges of RFC 1918 (the write-up's table), to name the one a block lies in.
 pub const RFC1918_BLOCKS: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
 
-/// AWS's limits on a VPC or subnet IPv4 block (the seed: "/16 ~ /28 only").
+/// AWS's limits on a VPC or subnet IPv4 block (the write-up: "/16 ~ /28 only").
 pub const AWS_MIN_PREFIX: u8 = 16;
 pub const AWS_MAX_PREFIX: u8 = 28;
 
@@ -688,7 +688,7 @@ mod tests {
     }
 
     #[test]
-    fn slash_24_numbers_match_the_seed() {
+    fn slash_24_numbers_match_the_write_up() {
         let i = info(&parse_block("192.168.0.0/24").unwrap());
         assert_eq!(i.network, ip("192.168.0.0"));
         assert_eq!(i.netmask, ip("255.255.255.0"));
@@ -726,7 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn slash_16_matches_the_seed_vpc() {
+    fn slash_16_matches_the_write_up_vpc() {
         let i = info(&parse_block("10.0.0.0/16").unwrap());
         assert_eq!(i.addresses, 65_536);
         assert_eq!(i.usable_classic, 65_534);

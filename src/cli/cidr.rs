@@ -29,7 +29,7 @@ in classic networking (all but the network and broadcast addresses; both address
 point-to-point link; the one address of a /32) and on AWS, which reserves 5 addresses in every \
 subnet (the network address, .1 for the VPC router, .2 for the Amazon DNS server, .3 for future \
 use, and the broadcast address); whether the block is RFC 1918 private and in which block; and \
-whether AWS accepts it as a VPC or subnet block (/16 to /28). This is the seed's section 2.
+whether AWS accepts it as a VPC or subnet block (/16 to /28). This is the write-up's section 2.
 
 `split` cuts a block into equal subnets (subnetting); `merge` joins blocks into one bigger block \
 (supernetting), or explains why they are not one block and shows the smallest block covering them.

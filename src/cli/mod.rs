@@ -29,7 +29,7 @@ use std::process::ExitCode;
     version,
     about = "An AWS-style VPC made of real Linux namespaces: subnets, route tables, internet and NAT gateways, security groups, EC2 hosts and RDS Multi-AZ",
     long_about = None,
-    after_help = "With no FILE, commands use the built-in lab `handson` (labs/handson.yaml): the seed's hands-on architecture."
+    after_help = "With no FILE, commands use the built-in lab `handson` (labs/handson.yaml): the hands-on write-up's architecture."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -45,7 +45,7 @@ enum Command {
     Plan(plan::Args),
     /// CIDR arithmetic: network, netmask, ranges, usable hosts (classic and AWS), split, merge
     Cidr(cidr::Args),
-    /// Draw the lab's architecture like the seed's picture (SVG, Graphviz dot or Mermaid)
+    /// Draw the lab's architecture like the write-up's picture (SVG, Graphviz dot or Mermaid)
     Diagram(diagram::Args),
     /// Build the lab for real: namespaces, links, route tables, NAT, security groups (root)
     Up(up::Args),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "The seed's \"Reboot\" with \"Reboot with failover?\" checked:\n  \
+    after_help = "The write-up's \"Reboot\" with \"Reboot with failover?\" checked:\n  \
 sudo vpclab reboot my-database --failover\n\
 The standby is promoted, the endpoint's DNS record flips to it, and the old primary comes back as the \
 new standby. Without --failover the primary restarts in place: an outage, no flip."

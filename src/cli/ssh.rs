@@ -7,7 +7,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 #[command(
     after_help = "Runs the real OpenSSH client from my-laptop (the internet host marked my_ip) with the \
-lab's key pair, to the instance's public DNS name, as ec2-user: the seed's `ssh -i key ec2-user@<public DNS>`.\n\n\
+lab's key pair, to the instance's public DNS name, as ec2-user: the write-up's `ssh -i key ec2-user@<public DNS>`.\n\n\
 Examples:\n  sudo vpclab ssh web\n  sudo vpclab ssh web -- curl -s http://169.254.169.254/latest/meta-data/public-ipv4"
 )]
 pub struct Args {

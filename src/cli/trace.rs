@@ -6,7 +6,7 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sudo vpclab trace web example-web --port 80      (the seed's internet gateway walk-through)\n  sudo vpclab trace app example-web --port 80      (the seed's NAT gateway walk-through)\n  sudo vpclab trace stranger web --port 22         (blocked: the security group stops it)\n  sudo vpclab trace app example-web.example --pcap /tmp/trace   (then: tshark -r /tmp/trace/my-nat_eth0.pcap)\n\nWhen nothing listens on TO's port, vpclab listens there for the length of the trace so the\nTCP handshake completes (--no-listener to see the bare refusal instead)."
+    after_help = "Examples:\n  sudo vpclab trace web example-web --port 80      (the write-up's internet gateway walk-through)\n  sudo vpclab trace app example-web --port 80      (the write-up's NAT gateway walk-through)\n  sudo vpclab trace stranger web --port 22         (blocked: the security group stops it)\n  sudo vpclab trace app example-web.example --pcap /tmp/trace   (then: tshark -r /tmp/trace/my-nat_eth0.pcap)\n\nWhen nothing listens on TO's port, vpclab listens there for the length of the trace so the\nTCP handshake completes (--no-listener to see the bare refusal instead)."
 )]
 pub struct Args {
     /// The lab (the only running lab, or `handson`, when omitted)

@@ -1,6 +1,6 @@
 //! Architecture diagrams (SVG, Graphviz dot, Mermaid) drawn from a checked lab.
 //!
-//! The picture is the seed's: the AWS cloud and region, the VPC with one column per
+//! The picture is the write-up's: the AWS cloud and region, the VPC with one column per
 //! availability zone, public and private subnets, the internet gateway on the VPC's edge
 //! with the internet above it, the NAT gateway with its Elastic IP, instances, the RDS
 //! primary and standby, and a summary of the route tables.

@@ -1,7 +1,7 @@
 //! The connection tracking table of a namespace, read over ctnetlink (NETLINK_NETFILTER,
 //! subsystem CTNETLINK) with netlink-packet-netfilter's conntrack messages: the live
 //! translations of the internet gateway and the NAT gateway (the "mapping table" the
-//! seed's NAT gateway records in its step (2)).
+//! write-up's NAT gateway records in its step (2)).
 //!
 //! The socket is opened on a thread inside the lab namespace, so it reads that
 //! namespace's table and nothing else.

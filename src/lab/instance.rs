@@ -133,7 +133,7 @@ fn next_public_ip(lab: &Lab, previous: Ipv4Addr) -> Result<Ipv4Addr> {
         .into_iter()
         .collect();
     used.extend(lab.internet.iter().map(|h| h.ip));
-    used.insert(crate::topology::validate::INTERNET_RESOLVER);
+    used.insert(crate::topology::well_known::INTERNET_RESOLVER);
     used.insert(previous);
     let pool = lab.public_ip_pool;
     let first = u32::from(pool.network()) + 10;

@@ -3,14 +3,13 @@
 //! CNAME to the current primary with a 5 second TTL, so a failover shows within seconds.
 
 use super::names::namespace_name;
-use super::network::{INTERNET, RESOLVER_LINK_LOCAL, ROUTER};
 use crate::topology::Lab;
-use crate::topology::validate::INTERNET_RESOLVER;
+use crate::topology::well_known::{
+    INTERNET, INTERNET_DOMAIN, INTERNET_RESOLVER, RESOLVER_LINK_LOCAL, ROUTER,
+};
 use serde::Serialize;
 use std::net::Ipv4Addr;
 
-/// Internet hosts are named `<host>.example` (RFC 2606 reserves `.example`).
-pub const INTERNET_DOMAIN: &str = "example";
 pub const EC2_TTL: u32 = 60;
 pub const ENDPOINT_TTL: u32 = 5;
 

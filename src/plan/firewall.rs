@@ -200,7 +200,7 @@ fn stateful() -> Rule {
 }
 
 /// The internet gateway: stateless 1:1 NAT for every public IP and Elastic IP (the
-/// seed's steps (2) and (4)): every packet from a mapped private address leaves with its
+/// write-up's steps (2) and (4)): every packet from a mapped private address leaves with its
 /// public address and every packet to a public address enters with the private one, so
 /// replies need no connection table. Nothing else gets through.
 pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
@@ -295,7 +295,7 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
 }
 
 /// The NAT gateway: private sources leave as the gateway's own private IP with a port
-/// from 1024-65535 (the seed's step (2)); nothing may start from the internet.
+/// from 1024-65535 (the write-up's step (2)); nothing may start from the internet.
 pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Table {
     let vpc = Addr::Net(lab.vpc.cidr);
     let outbound = || {

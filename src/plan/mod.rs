@@ -4,7 +4,7 @@
 //! The plan is deterministic (the same lab gives a byte-identical plan) and touches
 //! nothing; `kernel` applies it and `services` starts what runs on it.
 //!
-//! How AWS maps onto namespaces (DESIGN.md §2):
+//! How AWS maps onto namespaces (the README's "How AWS maps to Linux" table has it all):
 //! * the VPC router is one namespace with a bridge per subnet holding the subnet's .1;
 //!   each route table is a kernel routing table selected by `iif <subnet bridge>`;
 //! * the internet gateway is a namespace between the router and the internet doing

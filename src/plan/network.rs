@@ -3,21 +3,18 @@
 use super::firewall;
 use super::names::{IfNames, namespace_name};
 use super::*;
-use crate::topology::validate::INTERNET_RESOLVER;
+use crate::topology::well_known::{
+    INTERNET, INTERNET_DOMAIN, INTERNET_RESOLVER, METADATA, RESOLVER_LINK_LOCAL, ROUTER, host_block,
+};
 use crate::topology::{self as t, Lab, RouteTarget};
 use std::collections::BTreeSet;
 
-pub const ROUTER: &str = "vpc-router";
-pub const INTERNET: &str = "internet";
 /// Router <-> internet gateway, and internet gateway <-> internet: point-to-point links
 /// on link-local /30s, which never collide with a lab's own addresses.
 const ROUTER_IGW: (Ipv4Addr, Ipv4Addr) =
     (Ipv4Addr::new(169, 254, 1, 1), Ipv4Addr::new(169, 254, 1, 2));
 const IGW_INET: (Ipv4Addr, Ipv4Addr) =
     (Ipv4Addr::new(169, 254, 2, 1), Ipv4Addr::new(169, 254, 2, 2));
-/// The VPC resolver's link-local address and the instance metadata service.
-pub const RESOLVER_LINK_LOCAL: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 253);
-pub const METADATA: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
 /// Interfaces inside hosts, NAT gateways and the internet gateway.
 pub const HOST_IF: &str = "eth0";
 pub const IGW_VPC_IF: &str = "to-vpc";
@@ -44,7 +41,8 @@ fn sysctl(key: &str, value: &str) -> Sysctl {
 }
 
 /// Set explicitly in every namespace: a new namespace's defaults depend on the host's
-/// (DESIGN.md §3.7), and a lab must behave the same on every machine.
+/// (a new namespace copies the root namespace's `conf/all` values), and a lab must behave the
+/// same on every machine.
 fn base_sysctls(forwarding: bool) -> Vec<Sysctl> {
     let fwd = if forwarding { "1" } else { "0" };
     vec![
@@ -358,11 +356,6 @@ pub fn compile(lab: &Lab) -> Network {
     }
 }
 
-/// The /24 an internet host sits in; the internet router holds its .1.
-fn host_block(ip: Ipv4Addr) -> Ipv4Net {
-    net(ip, 24).trunc()
-}
-
 /// Every public address of the lab: auto-assigned, Elastic, publicly accessible databases.
 pub fn public_addresses(lab: &Lab) -> Vec<Ipv4Addr> {
     let mut out: Vec<Ipv4Addr> = lab.elastic_ips.iter().map(|e| e.address).collect();
@@ -459,7 +452,7 @@ pub fn hosts(lab: &Lab) -> Vec<Host> {
             public_ip: Some(h.ip),
             instance_id: None,
             nameserver: INTERNET_RESOLVER,
-            search: Some(super::dns::INTERNET_DOMAIN.into()),
+            search: Some(INTERNET_DOMAIN.into()),
             services: h.services.clone(),
             database: None,
         });

@@ -64,7 +64,11 @@ pub fn resolve_target(lab: &Lab, e: &Expectation) -> Result<Target> {
             key_pair: None,
         },
         NodeRef::Internet(h) => Target {
-            host: format!("{}.{}", h.name, crate::plan::dns::INTERNET_DOMAIN),
+            host: format!(
+                "{}.{}",
+                h.name,
+                crate::topology::well_known::INTERNET_DOMAIN
+            ),
             key_pair: None,
         },
         NodeRef::NatGateway(n) => Target {

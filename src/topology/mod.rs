@@ -6,13 +6,14 @@ pub mod diag;
 pub mod file;
 pub mod model;
 pub mod validate;
+pub mod well_known;
 
 pub use diag::Diagnostics;
 pub use model::*;
 
 use std::path::{Path, PathBuf};
 
-/// The seed's hands-on lab, used when a command gets no FILE.
+/// The write-up's hands-on lab, used when a command gets no FILE.
 pub const BUILTIN_NAME: &str = "handson";
 pub const BUILTIN_YAML: &str = include_str!("../../labs/handson.yaml");
 
@@ -139,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn builtin_lab_is_the_seed_hands_on() {
+    fn builtin_lab_is_the_write_up_hands_on() {
         let lab = builtin();
         assert_eq!(lab.name, "handson");
         assert_eq!(lab.region, "ap-northeast-2");

@@ -6,16 +6,11 @@ use super::aws::{self, is_rfc1918, reserved_reason, rule_type, stable_hash};
 use super::diag::Diagnostics;
 use super::file::{self, LabFile, S, Scalar};
 use super::model::*;
+use super::well_known::{INTERNET_RESOLVER, RESERVED_NODE_NAMES, host_block};
 use ipnet::Ipv4Net;
 use serde_saphyr::Location;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-
-/// Node names the lab itself uses for its routers.
-pub const RESERVED_NODE_NAMES: &[&str] = &["vpc-router", "internet"];
-
-/// Where the internet's resolver listens, a TEST-NET-1 address the internet hosts use.
-pub const INTERNET_RESOLVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
 
 const DEFAULT_PUBLIC_POOL: &str = "198.51.100.0/24";
 /// First host offset handed out from the public pool (198.51.100.10, as in the docs).
@@ -830,7 +825,7 @@ impl Validator {
         }
 
         // ---- Allocation: fixed addresses are claimed; now hand out `auto` ones. ----
-        // Instances' auto public IPs first: the seed's web server gets the first address.
+        // Instances' auto public IPs first: the write-up's web server gets the first address.
         let mut instances = Vec::new();
         for (p, (key, _)) in inst_pending.into_iter().zip(&f.instances) {
             let subnet = p.subnet.unwrap();
@@ -1948,11 +1943,6 @@ impl Validator {
         let _ = lab;
         Some(answer)
     }
-}
-
-/// The /24 an internet host sits on; the internet router holds its .1 (see `plan::network`).
-pub fn host_block(ip: Ipv4Addr) -> Ipv4Net {
-    Ipv4Net::new(ip, 24).unwrap().trunc()
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {

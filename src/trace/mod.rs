@@ -78,7 +78,7 @@ pub struct Report {
     pub elapsed_ms: f64,
     pub request: Option<LegReport>,
     pub reply: Option<LegReport>,
-    /// The seed's walk-through steps, where this trace shows them.
+    /// The write-up's walk-through steps, where this trace shows them.
     pub steps: Vec<Step>,
     /// Where and why the packet stopped, when it did.
     pub stopped: Option<Stopped>,
@@ -147,7 +147,7 @@ pub struct Translation {
     /// "nat rule" for the first packet; for a reply "conntrack" (the NAT gateway) or
     /// "stateless rule" (the internet gateway rewrites every packet by its rules).
     pub by: &'static str,
-    /// The NAT gateway's conntrack entry for the connection (the seed's "mapping").
+    /// The NAT gateway's conntrack entry for the connection (the write-up's "mapping").
     pub mapping: Option<CtEntry>,
 }
 
@@ -189,7 +189,7 @@ pub struct Held {
     _listener: Option<Listener>,
 }
 
-/// The AWS device a node stands for, as the seed names it.
+/// The AWS device a node stands for, as the write-up names it.
 pub fn device(plan: &Plan, node: &str) -> String {
     match plan.netns(node).map(|n| n.role) {
         Some(Role::InternetGateway) => "internet gateway".into(),
@@ -941,7 +941,7 @@ pub fn outcome_text(o: &Outcome) -> String {
     }
 }
 
-/// Names an address the way the seed does: an instance's public IP, a NAT gateway's
+/// Names an address the way the write-up does: an instance's public IP, a NAT gateway's
 /// Elastic IP.
 fn address_label(r: &Running, ip: Ipv4Addr) -> Option<String> {
     let owner = resolve::owner(&r.plan, ip)?;
@@ -966,7 +966,7 @@ fn address_label(r: &Running, ip: Ipv4Addr) -> Option<String> {
     }
 }
 
-/// The seed's walk-through steps, numbered as the seed numbers them: (1) the request
+/// The write-up's walk-through steps, numbered as the write-up numbers them: (1) the request
 /// leaves, one step per translation on the way out, the reply arriving addressed to the
 /// translated address, one step per translation on the way back, and the reply reaching
 /// FROM. A trace without translations has no steps.

@@ -1,7 +1,7 @@
 //! `vpclab nat-table`: the live translations of the NAT gateway or the internet gateway.
 //! The NAT gateway's come from the conntrack table of its namespace: an entry holds the
 //! connection as it was sent (original tuple) and as the answer must look (reply tuple);
-//! their difference is the translation, the seed's "mapping" the NAT gateway records in
+//! their difference is the translation, the write-up's "mapping" the NAT gateway records in
 //! its step (2) and uses again in step (6). The internet gateway is stateless: it has
 //! only its fixed 1:1 pairs, shown with the packets each rule rewrote.
 
@@ -393,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn a_nat_gateway_entry_shows_the_seeds_mapping() {
+    fn a_nat_gateway_entry_shows_the_write_ups_mapping() {
         // app 10.0.1.101:40001 → example-web:80, masqueraded to 10.0.0.4:40001.
         let e = CtEntry {
             proto: 6,

@@ -1,4 +1,4 @@
-//! The trace for people: a numbered hop table per leg, the seed's steps under the hops
+//! The trace for people: a numbered hop table per leg, the write-up's steps under the hops
 //! they happen at, the rule behind every translation, and where a blocked packet stopped.
 
 use super::send::Outcome;
