@@ -59,7 +59,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("instance `{}` has no key pair", i.name))?;
     let dir = state::dir(&r.lab.name);
-    ssh::write_known_hosts(&r.lab, &r.plan, &dir)?;
+    hosts::write_known_hosts(&r.lab, &r.plan, &dir)?;
     let cmd: Vec<&str> = a.command.iter().map(String::as_str).collect();
     let argv = ssh::client_args(
         &ssh::key_path(&dir, key_pair),

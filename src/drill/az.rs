@@ -5,7 +5,7 @@
 use crate::kernel::{self, netns};
 use crate::lab::database::{self, Events};
 use crate::lab::state::State;
-use crate::lab::{Running, control, down, hosts, running, state};
+use crate::lab::{Running, control, hosts, running, state};
 use crate::plan::Role;
 use crate::plan::network::HOST_IF;
 use crate::probe;
@@ -54,7 +54,7 @@ pub fn outage(lab: &str, az: &str) -> Result<Vec<String>> {
     for (node, _) in &nodes {
         let ns = crate::plan::namespace_name(lab, node);
         if let Some(inode) = netns::inode(&ns) {
-            down::stop_processes(&netns::pids_in(&[inode]), &mut failures);
+            crate::kernel::process::stop_all(&netns::pids_in(&[inode]), &mut failures);
         }
         kernel::link_down(&ns, HOST_IF).with_context(|| format!("take {node}'s link down"))?;
     }

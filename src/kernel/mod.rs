@@ -13,6 +13,7 @@ pub mod libnft;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod process;
 pub mod sysctl;
 
 use anyhow::Result;

@@ -2,7 +2,8 @@
 //! The SQL is in `services::mariadb`; this layer decides which server does what.
 
 use super::hosts::{self, host_dir};
-use super::state::{Proc, State};
+use super::state::State;
+use crate::kernel::process::Proc;
 use crate::plan::Plan;
 use crate::services::{self, mariadb};
 use crate::topology::{Database, DbNode, Lab};
@@ -81,9 +82,10 @@ pub fn start_server(plan: &Plan, state_dir: &Path, node: &str, as_standby: bool)
         program,
         args,
         ports: vec![],
+        dir: host_dir(state_dir, node),
     };
     let env = hosts::env(plan, state_dir, node)?;
-    services::start(&spec, &env, state_dir)
+    services::start(&spec, &env)
 }
 
 /// Records a (re)started server, replacing the record of its previous process.

@@ -3,11 +3,8 @@
 //! twice in a row; keeps going past failures and reports them at the end.
 
 use super::state::{self, State};
-use crate::kernel::netns;
+use crate::kernel::{netns, process};
 use crate::plan::names::{lab_of_namespace, namespace_prefix};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use std::time::{Duration, Instant};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct DownReport {
@@ -79,7 +76,7 @@ pub fn down(lab: &str) -> DownReport {
             pids.push(pid);
         }
     }
-    r.processes = stop_processes(&pids, &mut r.failures);
+    r.processes = process::stop_all(&pids, &mut r.failures);
 
     for n in &names {
         match netns::delete(n) {
@@ -96,39 +93,4 @@ pub fn down(lab: &str) -> DownReport {
         }
     }
     r
-}
-
-/// SIGTERM, a short grace period, then SIGKILL. Returns how many were stopped.
-pub fn stop_processes(pids: &[i32], failures: &mut Vec<String>) -> usize {
-    let mut live: Vec<i32> = Vec::new();
-    for &pid in pids {
-        match kill(Pid::from_raw(pid), Signal::SIGTERM) {
-            Ok(()) => live.push(pid),
-            Err(nix::errno::Errno::ESRCH) => {}
-            Err(e) => failures.push(format!("signal process {pid}: {e}")),
-        }
-    }
-    let n = live.len();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !live.is_empty() && Instant::now() < deadline {
-        live.retain(|pid| !gone_or_zombie(*pid));
-        if !live.is_empty() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    for pid in live {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
-    n
-}
-
-/// A process that exited but whose parent hasn't reaped it yet is as good as gone.
-fn gone_or_zombie(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(s) => s
-            .rfind(')')
-            .and_then(|i| s[i + 2..].chars().next())
-            .is_none_or(|c| c == 'Z' || c == 'X'),
-    }
 }

@@ -11,7 +11,7 @@
 //! | the folder itself     | the same path, in a fresh /run with /run/sshd      |
 
 use crate::kernel::enter::{HostEnv, PrivateRun};
-use crate::lab::state::Proc;
+use crate::kernel::process::Proc;
 use crate::plan::{Host, Plan};
 use crate::services::{
     self,
@@ -75,18 +75,75 @@ pub fn start_services(
     which: &dyn Fn(&str) -> bool,
     record: &mut dyn FnMut(&Proc) -> Result<()>,
 ) -> Result<Vec<services::Spec>> {
-    let specs: Vec<services::Spec> = services::prepare(lab, plan, state_dir)?
+    let specs: Vec<services::Spec> = prepare(lab, plan, state_dir)?
         .into_iter()
         .filter(|s| which(&s.node))
         .collect();
     let mut started = Vec::new();
     for spec in specs {
-        let p = services::start(&spec, &env(plan, state_dir, &spec.node)?, state_dir)?;
+        let p = services::start(&spec, &env(plan, state_dir, &spec.node)?)?;
         record(&p)?;
         started.push((spec, p));
     }
-    services::wait_ready(&started, state_dir, std::time::Duration::from_secs(10))?;
+    services::wait_ready(&started, std::time::Duration::from_secs(10))?;
     Ok(started.into_iter().map(|(s, _)| s).collect())
+}
+
+/// Writes every service's configuration, host keys and certificates (hosts in
+/// parallel) and returns what to start.
+fn prepare(
+    lab: &crate::topology::Lab,
+    plan: &Plan,
+    state_dir: &Path,
+) -> Result<Vec<services::Spec>> {
+    let account = services::users_account(state_dir)?;
+    let hosts: Vec<&Host> = plan
+        .hosts
+        .iter()
+        .filter(|h| !h.services.is_empty())
+        .collect();
+    let per_host: Vec<Result<Vec<services::Spec>>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = hosts
+            .iter()
+            .map(|h| {
+                let dir = host_dir(state_dir, &h.node);
+                s.spawn(move || services::prepare_host(lab, h, &dir, state_dir, account))
+            })
+            .collect();
+        jobs.into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| bail!("preparing a host panicked"))
+            })
+            .collect()
+    });
+    let mut specs = Vec::new();
+    for r in per_host {
+        specs.extend(r?);
+    }
+    Ok(specs)
+}
+
+/// Writes a known_hosts with every sshd's host key under all of its current names (the
+/// public ones change when an instance is stopped and started), so clients can check
+/// host keys strictly instead of trusting on first use.
+pub fn write_known_hosts(lab: &crate::topology::Lab, plan: &Plan, state_dir: &Path) -> Result<()> {
+    let mut out = String::new();
+    for h in &plan.hosts {
+        let Ok(key) = std::fs::read_to_string(services::ssh::host_public_key(&host_dir(
+            state_dir, &h.node,
+        ))) else {
+            continue;
+        };
+        let mut names = vec![h.private_ip.to_string(), lab.private_dns_name(h.private_ip)];
+        if let Some(p) = h.public_ip {
+            names.push(p.to_string());
+            names.push(lab.public_dns_name(p));
+        }
+        out.push_str(&services::ssh::known_hosts_line(&names, &key));
+    }
+    let p = services::ssh::known_hosts_path(state_dir);
+    std::fs::write(&p, out).with_context(|| format!("write {}", p.display()))
 }
 
 /// How to run a program on `node`: a host gets its own files, /run and hostname; a

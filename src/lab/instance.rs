@@ -3,7 +3,7 @@
 //! it a new public DNS name); the private IP and the instance's files stay.
 
 use super::state::{self, State};
-use super::{Running, control, down, hosts, running};
+use super::{Running, control, hosts, running};
 use crate::kernel::{self, netns};
 use crate::plan::network::HOST_IF;
 use crate::topology::{Lab, PublicIp};
@@ -52,7 +52,7 @@ pub fn stop(lab: Option<&str>, name: &str) -> Result<Change> {
     // Its programs stop, its interface goes down: nothing answers at its addresses.
     let inode = netns::inode(&ns).with_context(|| format!("namespace {ns} is gone"))?;
     let mut failures = Vec::new();
-    down::stop_processes(&netns::pids_in(&[inode]), &mut failures);
+    crate::kernel::process::stop_all(&netns::pids_in(&[inode]), &mut failures);
     kernel::link_down(&ns, HOST_IF)?;
 
     let now = commit(&r.lab.name, |st| {

@@ -5,6 +5,7 @@
 //! lab text itself, so commands on a running lab (`status`, `probe`, `exec`) rebuild the
 //! same plan without the file.
 
+use crate::kernel::process::Proc;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,48 +95,6 @@ fn default_health_interval() -> u64 {
     DEFAULT_HEALTH_INTERVAL_MS
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Proc {
-    pub pid: i32,
-    /// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
-    pub start_time: u64,
-    pub node: String,
-    pub what: String,
-}
-
-impl Proc {
-    /// Records a process we just started.
-    pub fn of(pid: i32, node: &str, what: &str) -> Result<Proc> {
-        Ok(Proc {
-            pid,
-            start_time: start_time(pid).with_context(|| format!("read /proc/{pid}/stat"))?,
-            node: node.into(),
-            what: what.into(),
-        })
-    }
-
-    /// Still the same process (not exited, not a zombie, pid not reused)?
-    pub fn alive(&self) -> bool {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
-            return false;
-        };
-        let exited = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].chars().next())
-            .is_none_or(|c| c == 'Z' || c == 'X');
-        !exited && start_time(self.pid) == Some(self.start_time)
-    }
-}
-
-/// Start time of a process, from /proc/PID/stat (the comm field may contain spaces, so
-/// fields are counted after its closing parenthesis).
-pub fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // `rest` starts at field 3 (state); start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 impl State {
     pub fn load(lab: &str) -> Result<Option<State>> {
         let p = file(lab);
@@ -197,27 +156,4 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_time_of_this_process_is_stable() {
-        let me = std::process::id() as i32;
-        let a = start_time(me).unwrap();
-        assert!(a > 0);
-        assert_eq!(start_time(me), Some(a));
-        let p = Proc::of(me, "test", "test").unwrap();
-        assert!(p.alive());
-        let stale = Proc {
-            start_time: a + 1,
-            ..p
-        };
-        assert!(
-            !stale.alive(),
-            "a different start time is a different process"
-        );
-    }
 }

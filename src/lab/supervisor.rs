@@ -5,9 +5,10 @@
 //! The CLI talks to it over `supervisor.sock`; `down` stops it by pid.
 
 use super::control::{self, Request, Response};
-use super::state::{self, Proc, State};
+use super::state::{self, State};
 use super::{Running, database, running};
 use crate::kernel::netns;
+use crate::kernel::process::Proc;
 use crate::plan::aws_id;
 use crate::services::{dns, metadata};
 use crate::topology::well_known::METADATA;

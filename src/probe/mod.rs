@@ -51,7 +51,7 @@ pub struct Report {
 pub fn run_all(r: &Running) -> Result<Report> {
     let started = Instant::now();
     let dir = state::dir(&r.lab.name);
-    ssh::write_known_hosts(&r.lab, &r.plan, &dir)?;
+    hosts::write_known_hosts(&r.lab, &r.plan, &dir)?;
     let probes: Vec<ProbeResult> = std::thread::scope(|s| {
         let jobs: Vec<_> = r
             .lab

@@ -11,12 +11,11 @@ pub mod users;
 pub mod web;
 
 use crate::kernel::enter::HostEnv;
-use crate::lab::hosts::host_dir;
-use crate::lab::state::Proc;
-use crate::plan::{Host, Plan, Role};
+use crate::kernel::process::Proc;
+use crate::plan::{Host, Role};
 use crate::topology::{Lab, Service};
 use anyhow::{Context, Result, bail};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -56,6 +55,15 @@ pub struct Spec {
     pub args: Vec<String>,
     /// TCP ports it listens on once ready.
     pub ports: Vec<u16>,
+    /// The node's own folder in the lab's state dir: the program's log goes there.
+    pub dir: PathBuf,
+}
+
+impl Spec {
+    /// Where the program's output goes.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.what))
+    }
 }
 
 /// Creates the lab's key pairs (like the console's "Create key pair": a .pem file with
@@ -82,34 +90,6 @@ pub fn key_pairs(lab: &Lab, state_dir: &Path) -> Result<Vec<std::path::PathBuf>>
     })
 }
 
-/// Writes every service's configuration, host keys and certificates (hosts in
-/// parallel) and returns what to start.
-pub fn prepare(lab: &Lab, plan: &Plan, state_dir: &Path) -> Result<Vec<Spec>> {
-    let account = users_account(state_dir)?;
-    let hosts: Vec<&Host> = plan
-        .hosts
-        .iter()
-        .filter(|h| !h.services.is_empty())
-        .collect();
-    let per_host: Vec<Result<Vec<Spec>>> = std::thread::scope(|s| {
-        let jobs: Vec<_> = hosts
-            .iter()
-            .map(|h| s.spawn(move || prepare_host(lab, h, state_dir, account)))
-            .collect();
-        jobs.into_iter()
-            .map(|j| {
-                j.join()
-                    .unwrap_or_else(|_| bail!("preparing a host panicked"))
-            })
-            .collect()
-    });
-    let mut specs = Vec::new();
-    for r in per_host {
-        specs.extend(r?);
-    }
-    Ok(specs)
-}
-
 /// ec2-user's ids, chosen once per lab and kept in the state dir.
 pub fn users_account(state_dir: &Path) -> Result<users::Account> {
     let p = state_dir.join("ec2-user.ids");
@@ -125,13 +105,15 @@ pub fn users_account(state_dir: &Path) -> Result<users::Account> {
     Ok(a)
 }
 
-fn prepare_host(
+/// Writes the configuration, host keys and certificates of `h`'s services into `dir`, the
+/// node's own folder, and returns what to start. `state_dir` holds the lab's key pairs.
+pub fn prepare_host(
     lab: &Lab,
     h: &Host,
+    dir: &Path,
     state_dir: &Path,
     account: users::Account,
 ) -> Result<Vec<Spec>> {
-    let dir = host_dir(state_dir, &h.node);
     let mut specs = Vec::new();
     if h.services.contains(&Service::Ssh) {
         let key_pair = lab
@@ -153,6 +135,7 @@ fn prepare_host(
             program: ssh::SSHD.into(),
             args: ssh::sshd_args(&ssh_dir),
             ports: vec![22],
+            dir: dir.to_path_buf(),
         });
     }
     let http = h.services.contains(&Service::Http);
@@ -189,6 +172,7 @@ fn prepare_host(
             program: web::NGINX.into(),
             args: web::nginx_args(&web_dir),
             ports,
+            dir: dir.to_path_buf(),
         });
     }
     Ok(specs)
@@ -214,8 +198,8 @@ fn page_for(lab: &Lab, h: &Host) -> web::Page {
 
 /// Starts a service detached from the terminal, its output in the node's folder, and
 /// returns its record for the state file.
-pub fn start(spec: &Spec, env: &HostEnv, state_dir: &Path) -> Result<Proc> {
-    let log_path = host_dir(state_dir, &spec.node).join(format!("{}.log", spec.what));
+pub fn start(spec: &Spec, env: &HostEnv) -> Result<Proc> {
+    let log_path = spec.log();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -239,7 +223,7 @@ pub fn start(spec: &Spec, env: &HostEnv, state_dir: &Path) -> Result<Proc> {
 
 /// Waits until every port of every started service listens, reading each process's
 /// own /proc/PID/net/tcp (its namespace's sockets) so no test connection is made.
-pub fn wait_ready(started: &[(Spec, Proc)], state_dir: &Path, timeout: Duration) -> Result<()> {
+pub fn wait_ready(started: &[(Spec, Proc)], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     for (spec, proc_) in started {
         for port in &spec.ports {
@@ -248,7 +232,7 @@ pub fn wait_ready(started: &[(Spec, Proc)], state_dir: &Path, timeout: Duration)
                     break;
                 }
                 if !proc_.alive() {
-                    let log = host_dir(state_dir, &spec.node).join(format!("{}.log", spec.what));
+                    let log = spec.log();
                     let tail = std::fs::read_to_string(&log).unwrap_or_default();
                     let tail: Vec<&str> = tail.lines().rev().take(5).collect();
                     bail!(

@@ -76,32 +76,15 @@ pub fn known_hosts_path(state_dir: &Path) -> PathBuf {
     state_dir.join("keys").join("known_hosts")
 }
 
-/// Writes a known_hosts with every sshd's host key under all of its current names (the
-/// public ones change when an instance is stopped and started), so clients can check
-/// host keys strictly instead of trusting on first use.
-pub fn write_known_hosts(
-    lab: &crate::topology::Lab,
-    plan: &crate::plan::Plan,
-    state_dir: &Path,
-) -> Result<()> {
-    let mut out = String::new();
-    for h in &plan.hosts {
-        let pubkey = crate::lab::hosts::host_dir(state_dir, &h.node)
-            .join("ssh")
-            .join("ssh_host_ed25519_key.pub");
-        let Ok(key) = std::fs::read_to_string(&pubkey) else {
-            continue;
-        };
-        let key: Vec<&str> = key.split_whitespace().take(2).collect();
-        let mut names = vec![h.private_ip.to_string(), lab.private_dns_name(h.private_ip)];
-        if let Some(p) = h.public_ip {
-            names.push(p.to_string());
-            names.push(lab.public_dns_name(p));
-        }
-        out.push_str(&format!("{} {}\n", names.join(","), key.join(" ")));
-    }
-    let p = known_hosts_path(state_dir);
-    std::fs::write(&p, out).with_context(|| format!("write {}", p.display()))
+/// The public half of a host's sshd key, in the node's folder `host_dir`.
+pub fn host_public_key(host_dir: &Path) -> PathBuf {
+    host_dir.join("ssh").join("ssh_host_ed25519_key.pub")
+}
+
+/// One known_hosts line: a host key under all of the host's names.
+pub fn known_hosts_line(names: &[String], public_key: &str) -> String {
+    let key: Vec<&str> = public_key.split_whitespace().take(2).collect();
+    format!("{} {}\n", names.join(","), key.join(" "))
 }
 
 /// The OpenSSH client's arguments for logging in as ec2-user with a lab key: no user
