@@ -56,13 +56,29 @@ fn version() -> Result<String> {
 }
 
 /// The initialised datadir to copy, created on first use (atomically: built in a
-/// temporary folder, then renamed, so concurrent labs never see half of one).
+/// temporary folder, then renamed, so concurrent labs never see half of one). Labs that
+/// come up at the same time on a fresh machine take turns under a lock: two bootstraps at
+/// once trip over each other's temporary tables in the shared /tmp.
 pub fn template() -> Result<PathBuf> {
     let dest = Path::new(TEMPLATE_ROOT).join(format!("mariadb-{}-template", version()?));
     if dest.join("mysql").is_dir() {
         return Ok(dest);
     }
     std::fs::create_dir_all(TEMPLATE_ROOT)?;
+    let lock_path = Path::new(TEMPLATE_ROOT).join(".template.lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("open {}", lock_path.display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("lock {}", lock_path.display()))?;
+    // Whoever held the lock before us may have made it.
+    if dest.join("mysql").is_dir() {
+        return Ok(dest);
+    }
     let tmp = Path::new(TEMPLATE_ROOT).join(format!(".template-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let out = Command::new("mariadb-install-db")
@@ -84,15 +100,8 @@ pub fn template() -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    match std::fs::rename(&tmp, &dest) {
-        Ok(()) => Ok(dest),
-        // Another lab made it first: use theirs.
-        Err(_) if dest.join("mysql").is_dir() => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Ok(dest)
-        }
-        Err(e) => Err(e).with_context(|| format!("install {}", dest.display())),
-    }
+    std::fs::rename(&tmp, &dest).with_context(|| format!("install {}", dest.display()))?;
+    Ok(dest)
 }
 
 /// A fresh datadir for a node, copied from the template and owned by `mysql`.
