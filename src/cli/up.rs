@@ -57,15 +57,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        let lab_arg = if loaded.lab.name == crate::topology::BUILTIN_NAME {
-            String::new()
-        } else {
-            format!(" --lab {}", loaded.lab.name)
-        };
-        println!(
-            "\nTry: sudo vpclab exec{lab_arg} web -- ip -br addr    (the instance never holds its public IP)\n     sudo vpclab status {}    |    sudo vpclab down {0}",
-            loaded.lab.name
-        );
+        print!("\n{}", summary::try_hints(&loaded.lab));
     }
     Ok(ExitCode::SUCCESS)
 }

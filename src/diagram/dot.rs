@@ -1,8 +1,9 @@
 //! Graphviz dot: the same frames as clusters (cloud ⊃ region ⊃ VPC ⊃ AZ ⊃ subnet), the
 //! same wires as edges; `dot -Tsvg` or `dot -Tpng` lays it out.
 
-use super::{Facts, MAX_HOSTS, instances_in, shown, table_users, target_name, zones};
-use crate::topology::{Lab, PublicIp};
+use super::text::{self, Node, NodeKind, Panel};
+use super::{Facts, zones};
+use crate::topology::Lab;
 use std::fmt::Write;
 
 /// A dot string literal, quotes included.
@@ -26,11 +27,17 @@ fn lines(parts: &[String]) -> String {
     q(&parts.join("\n"))
 }
 
-fn sg_names(lab: &Lab, groups: &[usize]) -> Vec<String> {
-    groups
-        .iter()
-        .map(|&g| format!("SG {}", lab.security_groups[g].name))
-        .collect()
+/// A node statement: the box's id, its look and its text.
+fn node(n: &Node) -> String {
+    let label = lines(&n.lines);
+    let attributes = match n.kind {
+        NodeKind::Host => format!("label={label}"),
+        NodeKind::Nat => format!("label={label}, color=\"#7d3ccf\""),
+        NodeKind::Instance => format!("label={label}, color=\"#c45500\""),
+        NodeKind::Database => format!("label={label}, color=\"#3b48cc\""),
+        NodeKind::More => format!("style=\"rounded,dashed\", label={label}"),
+    };
+    format!("{} [{attributes}];", n.id)
 }
 
 pub fn render(lab: &Lab) -> String {
@@ -56,25 +63,9 @@ pub fn render(lab: &Lab) -> String {
             s.push_str("    internet [shape=plaintext, style=\"\", label=\"(no hosts)\"];\n");
             hosts.push("internet".into());
         }
-        let n = shown(lab.internet.len(), MAX_HOSTS);
-        for (h, host) in lab.internet.iter().enumerate().take(n) {
-            let mut l = vec![host.name.clone(), host.ip.to_string()];
-            if host.my_ip {
-                l.push("my IP".into());
-            } else if !host.services.is_empty() {
-                let sv: Vec<&str> = host.services.iter().map(|s| s.as_str()).collect();
-                l.push(format!("serves {}", sv.join(", ")));
-            }
-            let _ = writeln!(s, "    host{h} [label={}];", lines(&l));
-            hosts.push(format!("host{h}"));
-        }
-        if n < lab.internet.len() {
-            let _ = writeln!(
-                s,
-                "    morehosts [style=\"rounded,dashed\", label={}];",
-                q(&format!("+{} more hosts", lab.internet.len() - n))
-            );
-            hosts.push("morehosts".into());
+        for host in text::internet_nodes(lab) {
+            let _ = writeln!(s, "    {}", node(&host));
+            hosts.push(host.id);
         }
         s.push_str("  }\n");
     }
@@ -85,7 +76,7 @@ pub fn render(lab: &Lab) -> String {
     let _ = writeln!(
         s,
         "    subgraph cluster_region {{\n      label={}; style=dashed; color=\"#00a4a6\";",
-        q(&format!("Region {}", lab.region))
+        q(&text::region_title(lab))
     );
     if let Some(igw) = &lab.internet_gateway {
         let _ = writeln!(
@@ -104,7 +95,7 @@ pub fn render(lab: &Lab) -> String {
     let _ = writeln!(
         s,
         "      subgraph cluster_vpc {{\n        label={}; style=filled; fillcolor=\"#fcfaff\"; color=\"#8c4fff\";",
-        q(&format!("VPC {} · {}", lab.vpc.name, lab.vpc.cidr))
+        q(&text::vpc_title(lab))
     );
     let zones = zones(lab);
     // Invisible edges that stack each AZ top to bottom: subnet label, its cards, next subnet.
@@ -136,80 +127,9 @@ pub fn render(lab: &Lab) -> String {
                 lines(&[sn.cidr.to_string(), what.into()])
             );
             let mut ids = vec![format!("sn{i}")];
-            for (k, n) in lab
-                .nat_gateways
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.subnet == i)
-            {
-                let eip = &lab.elastic_ips[n.elastic_ip];
-                let l = [
-                    format!("NAT gateway {}", n.name),
-                    format!("private {}", n.private_ip),
-                    format!("EIP {} ({})", eip.address, eip.name),
-                ];
-                let _ = writeln!(
-                    s,
-                    "            nat{k} [label={}, color=\"#7d3ccf\"];",
-                    lines(&l)
-                );
-                ids.push(format!("nat{k}"));
-            }
-            let (shown_instances, hidden) = instances_in(lab, i);
-            for k in shown_instances {
-                let inst = &lab.instances[k];
-                let mut l = vec![
-                    format!("EC2 {}", inst.name),
-                    format!("private {}", inst.private_ip),
-                ];
-                match &inst.public_ip {
-                    PublicIp::None => {}
-                    PublicIp::Auto { address } => l.push(format!("public {address} (auto)")),
-                    PublicIp::Elastic { eip, address } => l.push(format!(
-                        "public {address} (EIP {})",
-                        lab.elastic_ips[*eip].name
-                    )),
-                }
-                l.extend(sg_names(lab, &inst.security_groups));
-                let _ = writeln!(
-                    s,
-                    "            inst{k} [label={}, color=\"#c45500\"];",
-                    lines(&l)
-                );
-                ids.push(format!("inst{k}"));
-            }
-            if hidden > 0 {
-                let _ = writeln!(
-                    s,
-                    "            more{i} [style=\"rounded,dashed\", label={}];",
-                    q(&format!("+{hidden} more instances"))
-                );
-                ids.push(format!("more{i}"));
-            }
-            for (d, db) in lab.databases.iter().enumerate() {
-                for (id, role, node) in [
-                    (format!("db{d}p"), "primary", Some(&db.primary)),
-                    (format!("db{d}s"), "standby", db.standby.as_ref()),
-                ] {
-                    let Some(node) = node.filter(|n| n.subnet == i) else {
-                        continue;
-                    };
-                    let mut l = vec![
-                        format!("RDS {}", node.name),
-                        format!("{} {} · {role}", db.engine, db.name),
-                        format!("private {}", node.private_ip),
-                    ];
-                    if let Some(p) = node.public_ip {
-                        l.push(format!("public {p}"));
-                    }
-                    l.extend(sg_names(lab, &db.security_groups));
-                    let _ = writeln!(
-                        s,
-                        "            {id} [label={}, color=\"#3b48cc\"];",
-                        lines(&l)
-                    );
-                    ids.push(id);
-                }
+            for card in text::subnet_nodes(lab, i) {
+                let _ = writeln!(s, "            {}", node(&card));
+                ids.push(card.id);
             }
             s.push_str("          }\n");
             for w in ids.windows(2) {
@@ -224,7 +144,7 @@ pub fn render(lab: &Lab) -> String {
         s.push_str("        }\n");
         bottoms.extend(prev);
     }
-    let panel = panel_text(lab);
+    let panel = panel_text(&Panel::of(lab));
     if !panel.is_empty() {
         let _ = writeln!(
             s,
@@ -294,31 +214,19 @@ pub fn render(lab: &Lab) -> String {
 }
 
 /// The route tables and RDS endpoints as a left-justified note label.
-fn panel_text(lab: &Lab) -> String {
+fn panel_text(panel: &Panel) -> String {
     let mut l: Vec<String> = Vec::new();
-    if !lab.route_tables.is_empty() {
+    if !panel.tables.is_empty() {
         l.push("Route tables".into());
     }
-    for (t, table) in lab.route_tables.iter().enumerate() {
-        let subnets = table_users(lab, t);
-        l.push(format!("  {} ({subnets})", table.name));
-        for r in &table.routes {
-            l.push(format!(
-                "    {} → {}",
-                r.destination,
-                target_name(lab, &r.target)
-            ));
-        }
+    for table in &panel.tables {
+        l.push(format!("  {} ({})", table.name, table.users));
+        l.extend(table.routes.iter().map(|r| format!("    {r}")));
     }
-    if !lab.databases.is_empty() {
+    if !panel.endpoints.is_empty() {
         l.push("RDS endpoints".into());
     }
-    for db in &lab.databases {
-        l.push(format!(
-            "  {}:{} → {}",
-            db.endpoint, db.port, db.primary.name
-        ));
-    }
+    l.extend(panel.endpoints.iter().map(|e| format!("  {e}")));
     if l.is_empty() {
         return String::new();
     }

@@ -21,7 +21,10 @@
 //!    internet box is centred above the gateway; a legend explains the wire styles.
 
 use super::metrics::text_width;
-use super::{Facts, MAX_HOSTS, instances_in, shown, table_users, target_name, zones};
+use super::{
+    Facts, MAX_HOSTS, database_servers_in, instances_in, nat_gateways_in, route_text, shown,
+    table_users, zones,
+};
 use crate::topology::{Lab, PublicIp};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -348,12 +351,7 @@ fn sg_lines(lab: &Lab, groups: &[usize]) -> Vec<Line> {
 /// The cards of one subnet, in drawing order.
 fn subnet_cards(lab: &Lab, s: usize) -> Vec<Card> {
     let mut cards = Vec::new();
-    for (k, n) in lab
-        .nat_gateways
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.subnet == s)
-    {
+    for (k, n) in nat_gateways_in(lab, s) {
         let eip = &lab.elastic_ips[n.elastic_ip];
         cards.push(Card {
             kind: Kind::Nat,
@@ -404,14 +402,7 @@ fn subnet_cards(lab: &Lab, s: usize) -> Vec<Card> {
     if hidden > 0 {
         cards.push(more_card(hidden, "instances"));
     }
-    let mut nodes = Vec::new();
-    for (d, db) in lab.databases.iter().enumerate() {
-        for (standby, node) in [(false, Some(&db.primary)), (true, db.standby.as_ref())] {
-            if let Some(node) = node.filter(|n| n.subnet == s) {
-                nodes.push((d, standby, node));
-            }
-        }
-    }
+    let nodes = database_servers_in(lab, s);
     let n = shown(nodes.len(), MAX_DB_NODES);
     for &(d, standby, node) in &nodes[..n] {
         let db = &lab.databases[d];
@@ -1281,7 +1272,7 @@ fn panel_lines(lab: &Lab) -> Vec<Line> {
             .routes
             .iter()
             .take(MAX_ROUTES)
-            .map(|r| format!("{} → {}", r.destination, target_name(lab, &r.target)))
+            .map(|r| route_text(lab, r))
             .collect();
         if table.routes.len() > MAX_ROUTES {
             routes.push(format!("+{} more", table.routes.len() - MAX_ROUTES));

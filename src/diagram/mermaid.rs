@@ -2,8 +2,9 @@
 //! conservative: plain alphanumeric ids, every label quoted, entity codes for quotes and
 //! angle brackets, `<br/>` for line breaks.
 
-use super::{Facts, MAX_HOSTS, instances_in, shown, table_users, target_name, zones};
-use crate::topology::{Lab, PublicIp};
+use super::text::{self, Panel};
+use super::{Facts, zones};
+use crate::topology::Lab;
 use std::fmt::Write;
 
 /// A quoted Mermaid label; lines joined with `<br/>`.
@@ -33,13 +34,6 @@ fn one(s: impl Into<String>) -> String {
     label(&[s.into()])
 }
 
-fn sg_names(lab: &Lab, groups: &[usize]) -> Vec<String> {
-    groups
-        .iter()
-        .map(|&g| format!("SG {}", lab.security_groups[g].name))
-        .collect()
-}
-
 pub fn render(lab: &Lab) -> String {
     let facts = Facts::of(lab);
     let mut s = String::from("flowchart TB\n");
@@ -52,32 +46,15 @@ pub fn render(lab: &Lab) -> String {
             let _ = writeln!(s, "    nohosts[{}]", one("(no hosts)"));
             hosts.push("nohosts".into());
         }
-        let n = shown(lab.internet.len(), MAX_HOSTS);
-        for (h, host) in lab.internet.iter().enumerate().take(n) {
-            let mut l = vec![host.name.clone(), host.ip.to_string()];
-            if host.my_ip {
-                l.push("my IP".into());
-            } else if !host.services.is_empty() {
-                let sv: Vec<&str> = host.services.iter().map(|s| s.as_str()).collect();
-                l.push(format!("serves {}", sv.join(", ")));
-            }
-            let _ = writeln!(s, "    host{h}[{}]", label(&l));
-            hosts.push(format!("host{h}"));
-        }
-        if n < lab.internet.len() {
-            let more = format!("+{} more hosts", lab.internet.len() - n);
-            let _ = writeln!(s, "    morehosts[{}]", one(more));
-            hosts.push("morehosts".into());
+        for host in text::internet_nodes(lab) {
+            let _ = writeln!(s, "    {}[{}]", host.id, label(&host.lines));
+            hosts.push(host.id);
         }
         s.push_str("  end\n");
         styles.push("  style internet fill:#f4f5f6,stroke:#545b64".into());
     }
     let _ = writeln!(s, "  subgraph cloud[{}]", one("AWS Cloud"));
-    let _ = writeln!(
-        s,
-        "    subgraph region[{}]",
-        one(format!("Region {}", lab.region))
-    );
+    let _ = writeln!(s, "    subgraph region[{}]", one(text::region_title(lab)));
     if let Some(igw) = &lab.internet_gateway {
         let _ = writeln!(
             s,
@@ -85,11 +62,7 @@ pub fn render(lab: &Lab) -> String {
             label(&[igw.clone(), "internet gateway".into()])
         );
     }
-    let _ = writeln!(
-        s,
-        "      subgraph vpc[{}]",
-        one(format!("VPC {} · {}", lab.vpc.name, lab.vpc.cidr))
-    );
+    let _ = writeln!(s, "      subgraph vpc[{}]", one(text::vpc_title(lab)));
     for (c, (az, subnets)) in zones(lab).iter().enumerate() {
         let _ = writeln!(s, "        subgraph az{c}[{}]", one(az.as_str()));
         for &i in subnets {
@@ -100,70 +73,11 @@ pub fn render(lab: &Lab) -> String {
                 "          subgraph sn{i}[{}]",
                 one(format!("{} · {} · {what}", sn.name, sn.cidr))
             );
-            let mut empty = true;
-            for (k, n) in lab
-                .nat_gateways
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.subnet == i)
-            {
-                let eip = &lab.elastic_ips[n.elastic_ip];
-                let l = [
-                    format!("NAT gateway {}", n.name),
-                    format!("private {}", n.private_ip),
-                    format!("EIP {} ({})", eip.address, eip.name),
-                ];
-                let _ = writeln!(s, "            nat{k}[{}]", label(&l));
-                empty = false;
+            let cards = text::subnet_nodes(lab, i);
+            for card in &cards {
+                let _ = writeln!(s, "            {}[{}]", card.id, label(&card.lines));
             }
-            let (shown_instances, hidden) = instances_in(lab, i);
-            for k in shown_instances {
-                let inst = &lab.instances[k];
-                let mut l = vec![
-                    format!("EC2 {}", inst.name),
-                    format!("private {}", inst.private_ip),
-                ];
-                match &inst.public_ip {
-                    PublicIp::None => {}
-                    PublicIp::Auto { address } => l.push(format!("public {address} (auto)")),
-                    PublicIp::Elastic { eip, address } => l.push(format!(
-                        "public {address} (EIP {})",
-                        lab.elastic_ips[*eip].name
-                    )),
-                }
-                l.extend(sg_names(lab, &inst.security_groups));
-                let _ = writeln!(s, "            inst{k}[{}]", label(&l));
-                empty = false;
-            }
-            if hidden > 0 {
-                let _ = writeln!(
-                    s,
-                    "            more{i}[{}]",
-                    one(format!("+{hidden} more instances"))
-                );
-            }
-            for (d, db) in lab.databases.iter().enumerate() {
-                for (id, role, node) in [
-                    (format!("db{d}p"), "primary", Some(&db.primary)),
-                    (format!("db{d}s"), "standby", db.standby.as_ref()),
-                ] {
-                    let Some(node) = node.filter(|n| n.subnet == i) else {
-                        continue;
-                    };
-                    let mut l = vec![
-                        format!("RDS {}", node.name),
-                        format!("{} {} · {role}", db.engine, db.name),
-                        format!("private {}", node.private_ip),
-                    ];
-                    if let Some(p) = node.public_ip {
-                        l.push(format!("public {p}"));
-                    }
-                    l.extend(sg_names(lab, &db.security_groups));
-                    let _ = writeln!(s, "            {id}[{}]", label(&l));
-                    empty = false;
-                }
-            }
-            if empty {
+            if cards.is_empty() {
                 // Mermaid draws an empty subgraph poorly; say that it is empty.
                 let _ = writeln!(s, "            sn{i}empty[{}]", one("no resources"));
             }
@@ -176,7 +90,7 @@ pub fn render(lab: &Lab) -> String {
         }
         s.push_str("        end\n");
     }
-    let panel = panel_lines(lab);
+    let panel = panel_lines(&Panel::of(lab));
     if !panel.is_empty() {
         let _ = writeln!(s, "        routes[{}]", label(&panel));
     }
@@ -213,25 +127,20 @@ pub fn render(lab: &Lab) -> String {
     s
 }
 
-fn panel_lines(lab: &Lab) -> Vec<String> {
+/// The route tables, a line each with their routes, and the RDS endpoints.
+fn panel_lines(panel: &Panel) -> Vec<String> {
     let mut l = Vec::new();
-    if !lab.route_tables.is_empty() {
+    if !panel.tables.is_empty() {
         l.push("Route tables".to_string());
     }
-    for (t, table) in lab.route_tables.iter().enumerate() {
-        let subnets = table_users(lab, t);
-        let routes: Vec<String> = table
-            .routes
-            .iter()
-            .map(|r| format!("{} → {}", r.destination, target_name(lab, &r.target)))
-            .collect();
-        l.push(format!("{} ({subnets}): {}", table.name, routes.join(", ")));
-    }
-    for db in &lab.databases {
+    for table in &panel.tables {
         l.push(format!(
-            "RDS endpoint {}:{} → {}",
-            db.endpoint, db.port, db.primary.name
+            "{} ({}): {}",
+            table.name,
+            table.users,
+            table.routes.join(", ")
         ));
     }
+    l.extend(panel.endpoints.iter().map(|e| format!("RDS endpoint {e}")));
     l
 }

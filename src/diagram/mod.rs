@@ -7,7 +7,8 @@
 //!
 //! All three formats draw the same [`Facts`] (who routes through whom, which security
 //! group admits whom). The SVG is laid out here (`layout`, pure geometry that tests can
-//! check) and written by hand (`svg`); dot and Mermaid leave the layout to their renderers.
+//! check) and written by hand (`svg`); dot and Mermaid leave the layout to their renderers
+//! and write the same box and panel texts (`text`), each in its own syntax.
 //! Output is deterministic: the same lab gives byte-identical text.
 
 mod dot;
@@ -15,8 +16,9 @@ mod layout;
 mod mermaid;
 mod metrics;
 mod svg;
+mod text;
 
-use crate::topology::{Lab, Peer, Protocol, RouteTarget};
+use crate::topology::{DbNode, Lab, NatGateway, Peer, Protocol, Route, RouteTarget};
 use std::collections::BTreeSet;
 
 /// The diagram formats `vpclab diagram` writes.
@@ -148,6 +150,28 @@ pub(crate) fn instances_in(lab: &Lab, s: usize) -> (Vec<usize>, usize) {
     (all[..n].to_vec(), all.len() - n)
 }
 
+/// The NAT gateways in subnet `s`, with their indices.
+pub(crate) fn nat_gateways_in(lab: &Lab, s: usize) -> impl Iterator<Item = (usize, &NatGateway)> {
+    lab.nat_gateways
+        .iter()
+        .enumerate()
+        .filter(move |(_, n)| n.subnet == s)
+}
+
+/// The database servers in subnet `s` (database order, primary before standby): the
+/// database's index, whether the server is the standby, and the server.
+pub(crate) fn database_servers_in(lab: &Lab, s: usize) -> Vec<(usize, bool, &DbNode)> {
+    let mut servers = Vec::new();
+    for (d, db) in lab.databases.iter().enumerate() {
+        for (standby, node) in [(false, Some(&db.primary)), (true, db.standby.as_ref())] {
+            if let Some(node) = node.filter(|n| n.subnet == s) {
+                servers.push((d, standby, node));
+            }
+        }
+    }
+    servers
+}
+
 /// How a route target reads in a summary: `local`, the gateway's name.
 pub(crate) fn target_name(lab: &Lab, t: &RouteTarget) -> String {
     match t {
@@ -155,6 +179,11 @@ pub(crate) fn target_name(lab: &Lab, t: &RouteTarget) -> String {
         RouteTarget::InternetGateway(name) => name.clone(),
         RouteTarget::NatGateway(n) => lab.nat_gateways[*n].name.clone(),
     }
+}
+
+/// A route as a summary lists it: "0.0.0.0/0 → igw".
+pub(crate) fn route_text(lab: &Lab, r: &Route) -> String {
+    format!("{} → {}", r.destination, target_name(lab, &r.target))
 }
 
 /// Availability zones in name order, each with its subnets (public first, file order).

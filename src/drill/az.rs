@@ -6,26 +6,26 @@ use crate::kernel::{self, netns};
 use crate::lab::database::{self, Events};
 use crate::lab::state::State;
 use crate::lab::{Running, control, hosts, running, state};
-use crate::plan::Role;
+use crate::plan::Plan;
 use crate::plan::network::HOST_IF;
 use crate::probe;
+use crate::topology::{Lab, RouteTarget, Subnet};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// Nodes (namespaces) that live in `az`.
-fn nodes_in(r: &Running, az: &str) -> Vec<(String, Role)> {
-    r.plan
-        .namespaces
+fn nodes_in(plan: &Plan, az: &str) -> Vec<String> {
+    plan.namespaces
         .iter()
         .filter(|n| n.az.as_deref() == Some(az))
-        .map(|n| (n.node.clone(), n.role))
+        .map(|n| n.node.clone())
         .collect()
 }
 
 fn check_az(r: &Running, az: &str) -> Result<()> {
-    let azs: std::collections::BTreeSet<&str> =
-        r.lab.subnets.iter().map(|s| s.az.as_str()).collect();
+    let azs: BTreeSet<&str> = r.lab.subnets.iter().map(|s| s.az.as_str()).collect();
     if !azs.contains(az) {
         bail!(
             "lab `{}` has nothing in `{az}`\n  hint: its availability zones are {}",
@@ -43,15 +43,14 @@ pub fn outage(lab: &str, az: &str) -> Result<Vec<String>> {
     if r.state.runtime.azs_down.contains(az) {
         bail!("{az} is already down\n  hint: `vpclab drill restore` brings it back");
     }
-    let nodes = nodes_in(&r, az);
-    let names: Vec<String> = nodes.iter().map(|n| n.0.clone()).collect();
+    let names = nodes_in(&r.plan, az);
     // Mark the AZ down first, so the health monitor doesn't restart a server there.
     State::modify(lab, |st| {
         st.runtime.azs_down.insert(az.to_string());
         Ok(())
     })?;
     let mut failures = Vec::new();
-    for (node, _) in &nodes {
+    for node in &names {
         let ns = crate::plan::namespace_name(lab, node);
         if let Some(inode) = netns::inode(&ns) {
             crate::kernel::process::stop_all(&netns::pids_in(&[inode]), &mut failures);
@@ -163,6 +162,16 @@ pub fn drill(lab: Option<&str>, az: &str) -> Result<OutageReport> {
         }
     }
     let now = running(Some(&lab))?;
+    let failovers: BTreeMap<String, String> = r
+        .lab
+        .databases
+        .iter()
+        .filter_map(|before| {
+            let after = now.lab.database(&before.name)?;
+            (after.primary.name != before.primary.name)
+                .then(|| (before.name.clone(), after.primary.name.clone()))
+        })
+        .collect();
     let probes = probe::run_all(&now)?;
     let survived: Vec<String> = now
         .plan
@@ -172,7 +181,7 @@ pub fn drill(lab: Option<&str>, az: &str) -> Result<OutageReport> {
         .map(|n| n.node.clone())
         .collect();
     Ok(OutageReport {
-        findings: findings(&now, az, &down),
+        findings: findings(&r.lab, az, &down, &failovers),
         lab,
         az: az.into(),
         down,
@@ -188,9 +197,16 @@ fn now_az(r: &Running, node: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The architecture's single-AZ weaknesses this outage exposed.
-fn findings(r: &Running, az: &str, down: &[String]) -> Vec<String> {
-    let lab = &r.lab;
+/// What the outage of `az` meant for this lab, a sentence each: the instances, NAT
+/// gateways and database servers among `down` (the nodes that went down with it). `lab`
+/// is the lab as it was when the AZ went down (its databases' roles then); `failovers`
+/// maps each database that failed over during the outage to its new primary.
+fn findings(
+    lab: &Lab,
+    az: &str,
+    down: &[String],
+    failovers: &BTreeMap<String, String>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for i in &lab.instances {
         if down.contains(&i.name) {
@@ -207,33 +223,96 @@ fn findings(r: &Running, az: &str, down: &[String]) -> Vec<String> {
             }
         }
     }
-    for n in &lab.nat_gateways {
+    for (k, n) in lab.nat_gateways.iter().enumerate() {
         if down.contains(&n.name) {
             out.push(format!(
-                "NAT gateway {} was in {az}: private subnets routed through it lost their way to the internet, in every AZ (one NAT gateway per AZ avoids this).",
-                n.name
+                "NAT gateway {} was in {az}: {}",
+                n.name,
+                nat_loss(lab, k, az)
             ));
         }
     }
     for d in &lab.databases {
         let p = &d.primary;
-        if let Some(s) = &d.standby {
-            if down.contains(&s.name) {
-                out.push(format!(
-                    "database {} failed over to {} in {}: it keeps serving, without a standby until {az} is back.",
-                    d.name,
-                    p.name,
-                    lab.subnets[p.subnet].az
-                ));
-            }
-        } else if down.contains(&p.name) {
+        let az_of = |subnet: usize| &lab.subnets[subnet].az;
+        if let Some(to) = failovers.get(&d.name) {
+            let to_az = d
+                .nodes()
+                .find(|n| &n.name == to)
+                .map_or(az, |n| az_of(n.subnet));
             out.push(format!(
-                "database {} is single-AZ and was in {az}: it is down.",
+                "database {} failed over to {to} in {to_az}: it keeps serving, without a standby until {az} is back.",
                 d.name
+            ));
+        } else if down.contains(&p.name) {
+            out.push(match &d.standby {
+                None => format!(
+                    "database {} is single-AZ and was in {az}: it is down.",
+                    d.name
+                ),
+                Some(_) => format!(
+                    "database {} did not fail over: its primary {} was in {az}, it is down.",
+                    d.name, p.name
+                ),
+            });
+        } else if let Some(s) = d.standby.as_ref().filter(|s| down.contains(&s.name)) {
+            out.push(format!(
+                "database {} lost its standby {} in {az}; nothing failed over: the primary {} in {} keeps serving, without a standby until {az} is back.",
+                d.name,
+                s.name,
+                p.name,
+                az_of(p.subnet)
             ));
         }
     }
     out
+}
+
+/// Which subnets lost their way to the internet with NAT gateway `nat` (in `az`): those
+/// whose route table sends traffic to it, named with their tables, and in which AZs.
+fn nat_loss(lab: &Lab, nat: usize, az: &str) -> String {
+    let mut tables = Vec::new();
+    let mut cut_off_azs = BTreeSet::new();
+    for (t, table) in lab.route_tables.iter().enumerate() {
+        if !table
+            .routes
+            .iter()
+            .any(|r| r.target == RouteTarget::NatGateway(nat))
+        {
+            continue;
+        }
+        let subnets: Vec<&Subnet> = lab.subnets.iter().filter(|s| s.route_table == t).collect();
+        if subnets.is_empty() {
+            continue;
+        }
+        cut_off_azs.extend(subnets.iter().map(|s| s.az.as_str()));
+        let names: Vec<&str> = subnets.iter().map(|s| s.name.as_str()).collect();
+        tables.push(format!("{}: {}", table.name, names.join(", ")));
+    }
+    if tables.is_empty() {
+        return "no subnet's route table sends traffic to it, so no subnet lost its way to the internet.".into();
+    }
+    let routed = format!(
+        "the private subnets routed through it ({} {}) lost their way to the internet",
+        if tables.len() == 1 {
+            "route table"
+        } else {
+            "route tables"
+        },
+        tables.join("; ")
+    );
+    if cut_off_azs.iter().all(|a| *a == az) {
+        return format!(
+            "{routed}; they are all in {az}, and no subnet of another AZ routes through it."
+        );
+    }
+    let lab_azs: BTreeSet<&str> = lab.subnets.iter().map(|s| s.az.as_str()).collect();
+    let in_azs = if cut_off_azs == lab_azs {
+        "every AZ".to_string()
+    } else {
+        cut_off_azs.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    format!("{routed}, in {in_azs} (one NAT gateway per AZ avoids this).")
 }
 
 pub fn render(rep: &OutageReport) -> String {
@@ -252,4 +331,139 @@ pub fn render(rep: &OutageReport) -> String {
         "\n`sudo vpclab drill restore` brings the AZ back (the old primary rejoins as standby).\n",
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::apply_runtime;
+    use crate::lab::state::Runtime;
+    use crate::topology::{self, Source};
+
+    fn builtin() -> Lab {
+        topology::load(Source::Builtin, None)
+            .expect("built-in lab is valid")
+            .lab
+    }
+
+    fn lab_from(yaml: &str) -> Lab {
+        let (lab, d) = topology::check(yaml, &Source::Builtin, None);
+        lab.unwrap_or_else(|| panic!("test lab is invalid:\n{}", d.render("test")))
+    }
+
+    /// One NAT gateway per AZ, per-AZ private route tables, a Multi-AZ database whose
+    /// primary is in us-east-1a.
+    fn nat_per_az() -> Lab {
+        lab_from(include_str!("../../tests/labs/nat-per-az.yaml"))
+    }
+
+    /// The findings when `az` goes down, everything in it going down with it.
+    fn outage_of(lab: &Lab, az: &str, failovers: &[(&str, &str)]) -> Vec<String> {
+        let down = nodes_in(&crate::plan::compile(lab), az);
+        let failovers = failovers
+            .iter()
+            .map(|(d, to)| (d.to_string(), to.to_string()))
+            .collect();
+        findings(lab, az, &down, &failovers)
+    }
+
+    #[test]
+    fn the_hands_on_loses_its_nat_gateway_and_its_standby_with_2a() {
+        assert_eq!(
+            outage_of(&builtin(), "ap-northeast-2a", &[]),
+            [
+                "app lived only in ap-northeast-2a: it is down. Nothing like it runs in another AZ (a single-AZ weakness of this design: run a copy in each AZ behind a load balancer).",
+                "NAT gateway my-nat was in ap-northeast-2a: the private subnets routed through it (route table private: private-2a, private-2c) lost their way to the internet, in every AZ (one NAT gateway per AZ avoids this).",
+                "database my-database lost its standby my-database-2a in ap-northeast-2a; nothing failed over: the primary my-database-2c in ap-northeast-2c keeps serving, without a standby until ap-northeast-2a is back.",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_hands_on_fails_over_when_2c_goes_down() {
+        assert_eq!(
+            outage_of(
+                &builtin(),
+                "ap-northeast-2c",
+                &[("my-database", "my-database-2a")]
+            ),
+            [
+                "web lived only in ap-northeast-2c: it is down. Nothing like it runs in another AZ (a single-AZ weakness of this design: run a copy in each AZ behind a load balancer).",
+                "database my-database failed over to my-database-2a in ap-northeast-2a: it keeps serving, without a standby until ap-northeast-2c is back.",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nat_gateway_per_az_cuts_off_only_its_own_az_and_the_primary_fails_over() {
+        assert_eq!(
+            outage_of(&nat_per_az(), "us-east-1a", &[("orders", "orders-1b")]),
+            [
+                "NAT gateway nat-a was in us-east-1a: the private subnets routed through it (route table private-a: private-a) lost their way to the internet; they are all in us-east-1a, and no subnet of another AZ routes through it.",
+                "database orders failed over to orders-1b in us-east-1b: it keeps serving, without a standby until us-east-1a is back.",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_nat_gateway_per_az_and_only_the_standby_lost() {
+        assert_eq!(
+            outage_of(&nat_per_az(), "us-east-1b", &[]),
+            [
+                "NAT gateway nat-b was in us-east-1b: the private subnets routed through it (route table private-b: private-b) lost their way to the internet; they are all in us-east-1b, and no subnet of another AZ routes through it.",
+                "database orders lost its standby orders-1b in us-east-1b; nothing failed over: the primary orders-1a in us-east-1a keeps serving, without a standby until us-east-1b is back.",
+            ]
+        );
+    }
+
+    /// After an earlier failover the primary is the file's standby: the outage of the
+    /// file's primary AZ then loses only the standby.
+    #[test]
+    fn roles_are_the_ones_at_the_time_of_the_outage() {
+        let mut runtime = Runtime::default();
+        runtime
+            .primaries
+            .insert("orders".into(), "orders-1b".into());
+        let lab = apply_runtime(nat_per_az(), &runtime);
+        let lines = outage_of(&lab, "us-east-1a", &[]);
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some(
+                "database orders lost its standby orders-1a in us-east-1a; nothing failed over: the primary orders-1b in us-east-1b keeps serving, without a standby until us-east-1a is back."
+            )
+        );
+    }
+
+    #[test]
+    fn a_nat_gateway_shared_by_some_azs_names_its_tables_and_those_azs() {
+        let lab = lab_from(
+            r#"
+name: shared
+region: us-east-1
+vpc: { name: v, cidr: 10.40.0.0/16 }
+subnets:
+  pub-a:  { az: us-east-1a, cidr: 10.40.0.0/24, route_table: public }
+  priv-a: { az: us-east-1a, cidr: 10.40.1.0/24, route_table: private-a }
+  priv-b: { az: us-east-1b, cidr: 10.40.2.0/24, route_table: private-b }
+  pub-c:  { az: us-east-1c, cidr: 10.40.3.0/24, route_table: public }
+  priv-c: { az: us-east-1c, cidr: 10.40.4.0/24, route_table: private-c }
+route_tables:
+  public: { 0.0.0.0/0: igw }
+  private-a: { 0.0.0.0/0: nat-a }
+  private-b: { 0.0.0.0/0: nat-a }
+  private-c: { 0.0.0.0/0: nat-c }
+internet_gateway: igw
+elastic_ips: { eip-a: auto, eip-c: auto }
+nat_gateways:
+  nat-a: { subnet: pub-a, elastic_ip: eip-a }
+  nat-c: { subnet: pub-c, elastic_ip: eip-c }
+"#,
+        );
+        assert_eq!(
+            outage_of(&lab, "us-east-1a", &[]),
+            [
+                "NAT gateway nat-a was in us-east-1a: the private subnets routed through it (route tables private-a: priv-a; private-b: priv-b) lost their way to the internet, in us-east-1a, us-east-1b (one NAT gateway per AZ avoids this).",
+            ]
+        );
+    }
 }

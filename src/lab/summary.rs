@@ -1,7 +1,7 @@
 //! The summary `up` prints, laid out like the AWS console's resource lists.
 
 use crate::plan::{Plan, aws_id};
-use crate::topology::{Lab, PublicIp};
+use crate::topology::{BUILTIN_NAME, Lab, PublicIp};
 use std::fmt::Write;
 
 pub fn render(lab: &Lab, plan: &Plan) -> String {
@@ -130,4 +130,124 @@ pub fn render(lab: &Lab, plan: &Plan) -> String {
         }
     }
     o
+}
+
+/// The "Try:" lines `up` prints last: commands to run next on this lab. Each names what
+/// the lab has; a hint that does not apply to it is left out.
+pub fn try_hints(lab: &Lab) -> String {
+    let lab_arg = if lab.name == BUILTIN_NAME {
+        String::new()
+    } else {
+        format!(" --lab {}", lab.name)
+    };
+    let mut hints = Vec::new();
+    // Only an EC2 instance with a public IP shows it: the internet gateway translates
+    // to its private address, the only one the instance holds.
+    if let Some(i) = lab
+        .instances
+        .iter()
+        .find(|i| i.public_ip.address().is_some())
+    {
+        hints.push(format!(
+            "sudo vpclab exec{lab_arg} {} -- ip -br addr    (the instance never holds its public IP)",
+            i.name
+        ));
+    }
+    hints.push(format!(
+        "sudo vpclab status {0}    |    sudo vpclab down {0}",
+        lab.name
+    ));
+    let mut o = String::new();
+    for (k, hint) in hints.iter().enumerate() {
+        let lead = if k == 0 { "Try: " } else { "     " };
+        let _ = writeln!(o, "{lead}{hint}");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{self, Source};
+
+    fn lab_from(yaml: &str) -> Lab {
+        let (lab, d) = topology::check(yaml, &Source::Builtin, None);
+        lab.unwrap_or_else(|| panic!("test lab is invalid:\n{}", d.render("test")))
+    }
+
+    /// Instances without public IPs, and an internet host named like the built-in
+    /// lab's web server.
+    const NO_PUBLIC_IP: &str = r#"
+name: private-only
+region: eu-west-1
+vpc: { name: v, cidr: 10.1.0.0/16 }
+subnets:
+  only: { az: eu-west-1a, cidr: 10.1.0.0/24 }
+security_groups:
+  sg: {}
+instances:
+  app: { subnet: only, security_groups: [sg] }
+internet:
+  web: { ip: 203.0.113.80 }
+"#;
+
+    #[test]
+    fn the_hands_on_gets_the_hints_it_always_got() {
+        let lab = topology::load(Source::Builtin, None)
+            .expect("built-in lab is valid")
+            .lab;
+        assert_eq!(
+            try_hints(&lab),
+            "Try: sudo vpclab exec web -- ip -br addr    (the instance never holds its public IP)\n     sudo vpclab status handson    |    sudo vpclab down handson\n"
+        );
+    }
+
+    #[test]
+    fn a_lab_without_public_ips_gets_no_exec_hint() {
+        assert_eq!(
+            try_hints(&lab_from(NO_PUBLIC_IP)),
+            "Try: sudo vpclab status private-only    |    sudo vpclab down private-only\n"
+        );
+    }
+
+    #[test]
+    fn the_exec_hint_names_an_instance_with_a_public_ip_never_an_internet_host() {
+        let labs = [
+            lab_from(NO_PUBLIC_IP),
+            lab_from(include_str!("../../tests/labs/elastic-and-auto.yaml")),
+            lab_from(include_str!(
+                "../../tests/labs/public-ip-private-subnet.yaml"
+            )),
+            lab_from(include_str!("../../tests/labs/nat-per-az.yaml")),
+            lab_from(include_str!("../../labs/public-db.yaml")),
+        ];
+        let mut named = Vec::new();
+        for lab in &labs {
+            let hints = try_hints(lab);
+            let Some(target) = hints.lines().find_map(|l| {
+                let rest = l.split_once(" exec ")?.1;
+                let rest = rest.strip_prefix(&format!("--lab {} ", lab.name))?;
+                rest.split_whitespace().next()
+            }) else {
+                continue;
+            };
+            let inst = lab.instances.iter().find(|i| i.name == target);
+            assert!(
+                inst.is_some_and(|i| i.public_ip.address().is_some()),
+                "lab {}: `{target}` is not an instance with a public IP",
+                lab.name
+            );
+            assert!(!lab.internet.iter().any(|h| h.name == target));
+            named.push(format!("{}: {target}", lab.name));
+        }
+        assert_eq!(
+            named,
+            [
+                "eipauto: auto",
+                "noigw: stuck",
+                "natperaz: web-a",
+                "public-db: server"
+            ]
+        );
+    }
 }
