@@ -1,17 +1,6 @@
 use super::layout::{Layout, Rect, Style, layout};
 use super::*;
-use crate::topology::{self, Source};
-
-fn builtin() -> Lab {
-    topology::load(Source::Builtin, None)
-        .expect("built-in lab is valid")
-        .lab
-}
-
-fn lab_from(yaml: &str) -> Lab {
-    let (lab, d) = topology::check(yaml, &Source::Builtin, None);
-    lab.unwrap_or_else(|| panic!("test lab is invalid:\n{}", d.render("test")))
-}
+use crate::topology::testing::{builtin, lab_from};
 
 /// Four AZs, sixteen subnets, two NAT gateways, seven instances in one subnet, two
 /// databases, eight internet hosts.

@@ -338,18 +338,7 @@ mod tests {
     use super::*;
     use crate::lab::apply_runtime;
     use crate::lab::state::Runtime;
-    use crate::topology::{self, Source};
-
-    fn builtin() -> Lab {
-        topology::load(Source::Builtin, None)
-            .expect("built-in lab is valid")
-            .lab
-    }
-
-    fn lab_from(yaml: &str) -> Lab {
-        let (lab, d) = topology::check(yaml, &Source::Builtin, None);
-        lab.unwrap_or_else(|| panic!("test lab is invalid:\n{}", d.render("test")))
-    }
+    use crate::topology::testing::{builtin, lab_from};
 
     /// One NAT gateway per AZ, per-AZ private route tables, a Multi-AZ database whose
     /// primary is in us-east-1a.

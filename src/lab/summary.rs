@@ -168,12 +168,7 @@ pub fn try_hints(lab: &Lab) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{self, Source};
-
-    fn lab_from(yaml: &str) -> Lab {
-        let (lab, d) = topology::check(yaml, &Source::Builtin, None);
-        lab.unwrap_or_else(|| panic!("test lab is invalid:\n{}", d.render("test")))
-    }
+    use crate::topology::testing::{builtin, lab_from};
 
     /// Instances without public IPs, and an internet host named like the built-in
     /// lab's web server.
@@ -193,9 +188,7 @@ internet:
 
     #[test]
     fn the_hands_on_gets_the_hints_it_always_got() {
-        let lab = topology::load(Source::Builtin, None)
-            .expect("built-in lab is valid")
-            .lab;
+        let lab = builtin();
         assert_eq!(
             try_hints(&lab),
             "Try: sudo vpclab exec web -- ip -br addr    (the instance never holds its public IP)\n     sudo vpclab status handson    |    sudo vpclab down handson\n"

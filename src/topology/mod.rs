@@ -129,15 +129,28 @@ pub fn check(text: &str, source: &Source, name: Option<&str>) -> (Option<Lab>, D
     }
 }
 
+/// Labs for the unit tests of every layer: the built-in lab, and a lab from YAML text that
+/// must be valid (the test fails showing the diagnostics otherwise).
 #[cfg(test)]
-mod tests {
+pub mod testing {
     use super::*;
 
-    fn builtin() -> Lab {
+    pub fn builtin() -> Lab {
         load(Source::Builtin, None)
             .expect("built-in lab is valid")
             .lab
     }
+
+    pub fn lab_from(yaml: &str) -> Lab {
+        let (lab, d) = check(yaml, &Source::Builtin, None);
+        lab.unwrap_or_else(|| panic!("test lab is invalid:\n{}", d.render("test")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::builtin;
+    use super::*;
 
     #[test]
     fn builtin_lab_is_the_write_up_hands_on() {
