@@ -107,6 +107,12 @@ pub struct Leg {
 }
 
 impl Leg {
+    /// A leg of these hops, in order, with the translations between them.
+    pub fn new(hops: Vec<Seen>) -> Leg {
+        let changes = changes(&hops);
+        Leg { hops, changes }
+    }
+
     pub fn last(&self) -> Option<&Seen> {
         self.hops.last()
     }
@@ -204,8 +210,7 @@ fn follow(points: &[PointInfo], obs: &[Obs], fp: &Fingerprint) -> Leg {
             repeats: 0,
         });
     }
-    let changes = changes(&hops);
-    Leg { hops, changes }
+    Leg::new(hops)
 }
 
 fn changes(hops: &[Seen]) -> Vec<Change> {

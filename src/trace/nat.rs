@@ -247,7 +247,7 @@ pub fn read(plan: &Plan, ns: &crate::plan::Netns) -> Result<NatTable> {
     Ok(NatTable {
         lab: plan.lab.clone(),
         node: ns.node.clone(),
-        device: super::device(plan, &ns.node),
+        device: super::report::device(plan, &ns.node),
         namespace: ns.name.clone(),
         addresses: addresses(plan, ns),
         entries,

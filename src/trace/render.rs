@@ -1,8 +1,10 @@
 //! The trace for people: a numbered hop table per leg, the write-up's steps under the hops
 //! they happen at, the rule behind every translation, and where a blocked packet stopped.
 
+use super::report::{
+    Hop, LegReport, ListenerUse, Report, RuleRef, Step, Translation, outcome_text,
+};
 use super::send::Outcome;
-use super::{Hop, LegReport, ListenerUse, Report, RuleRef, Translation, outcome_text};
 use std::fmt::Write;
 
 fn ep(ip: std::net::Ipv4Addr, port: Option<u16>) -> String {
@@ -154,7 +156,7 @@ fn leg_rows(
     leg: &LegReport,
     width: usize,
     addr_w: usize,
-    steps: &mut std::iter::Peekable<std::slice::Iter<'_, super::Step>>,
+    steps: &mut std::iter::Peekable<std::slice::Iter<'_, Step>>,
 ) {
     for h in &leg.hops {
         let t = leg.translations.iter().find(|t| t.hop == h.n);
@@ -185,7 +187,7 @@ fn hop_notes(
     s: &mut String,
     h: &Hop,
     t: Option<&Translation>,
-    steps: &mut std::iter::Peekable<std::slice::Iter<'_, super::Step>>,
+    steps: &mut std::iter::Peekable<std::slice::Iter<'_, Step>>,
 ) {
     let pad = "       ";
     while let Some(st) = steps.next_if(|st| st.hop == h.n) {

@@ -85,7 +85,7 @@ fn node_address(plan: &Plan, from_internet: bool, to: &str) -> Result<(Ipv4Addr,
     let Some(private) = private else {
         bail!(
             "`{to}` is the {}, not a host: give one of its addresses, or a host",
-            super::device(plan, to)
+            super::report::device(plan, to)
         );
     };
     if on_internet(ns.role) {
@@ -129,7 +129,7 @@ pub fn resolve(
     ) {
         bail!(
             "`{from}` is the {}: a trace starts at a host (an instance, a database server or an internet host)",
-            super::device(plan, from)
+            super::report::device(plan, from)
         );
     }
     let from_internet = on_internet(from_ns.role);

@@ -6,13 +6,14 @@
 use crate::kernel::netns;
 use anyhow::{Context, Result};
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::socket::{
-    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, getsockopt, recv, send, socket,
-    sockopt,
+    AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn, bind, connect,
+    getsockname, getsockopt, recv, send, socket, sockopt,
 };
 use serde::Serialize;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -86,54 +87,8 @@ pub fn request(
     })
 }
 
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-const SOCKADDR_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-
-fn bind(fd: &OwnedFd, a: SocketAddrV4) -> nix::Result<()> {
-    let sa = sockaddr(a);
-    Errno::result(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_in).cast(),
-            SOCKADDR_LEN,
-        )
-    })
-    .map(drop)
-}
-
-fn connect(fd: &OwnedFd, a: SocketAddrV4) -> nix::Result<()> {
-    let sa = sockaddr(a);
-    Errno::result(unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_in).cast(),
-            SOCKADDR_LEN,
-        )
-    })
-    .map(drop)
-}
-
-fn local_port(fd: &OwnedFd) -> nix::Result<u16> {
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut len = SOCKADDR_LEN;
-    Errno::result(unsafe {
-        libc::getsockname(
-            fd.as_raw_fd(),
-            (&mut sa as *mut libc::sockaddr_in).cast(),
-            &mut len,
-        )
-    })?;
-    Ok(u16::from_be(sa.sin_port))
+fn connect_to(fd: &OwnedFd, a: SocketAddrV4) -> nix::Result<()> {
+    connect(fd.as_raw_fd(), &SockaddrIn::from(a))
 }
 
 fn open(ty: SockType, proto: Option<SockProtocol>) -> Result<(OwnedFd, u16)> {
@@ -144,27 +99,27 @@ fn open(ty: SockType, proto: Option<SockProtocol>) -> Result<(OwnedFd, u16)> {
         proto,
     )
     .context("open a socket")?;
-    bind(&fd, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).context("bind the socket")?;
-    let port = local_port(&fd).context("read the socket's port")?;
+    let any = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+    bind(fd.as_raw_fd(), &any).context("bind the socket")?;
+    let port = getsockname::<SockaddrIn>(fd.as_raw_fd())
+        .context("read the socket's port")?
+        .port();
     Ok((fd, port))
 }
 
 /// Waits until `fd` is ready for `events` or `timeout` passes; false on timeout.
-fn wait(fd: &OwnedFd, events: libc::c_short, timeout: Duration) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events,
-        revents: 0,
-    };
+fn wait(fd: &OwnedFd, events: PollFlags, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let r = unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
-        if r > 0 {
-            return true;
-        }
-        if r == 0 || Errno::last() != Errno::EINTR {
-            return false;
+        let mut fds = [PollFd::new(fd.as_fd(), events)];
+        match poll(
+            &mut fds,
+            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(n) if n > 0 => return true,
+            Err(Errno::EINTR) => continue,
+            _ => return false,
         }
     }
 }
@@ -179,10 +134,10 @@ fn error_outcome(e: Errno) -> Outcome {
 fn tcp(dst: SocketAddrV4, timeout: Duration, keep: bool) -> Result<Sent> {
     let (fd, local_port) = open(SockType::Stream, None)?;
     let start = Instant::now();
-    let outcome = match connect(&fd, dst) {
+    let outcome = match connect_to(&fd, dst) {
         Ok(()) => Outcome::Answered,
         Err(Errno::EINPROGRESS) => {
-            if wait(&fd, libc::POLLOUT, timeout) {
+            if wait(&fd, PollFlags::POLLOUT, timeout) {
                 match getsockopt(&fd, sockopt::SocketError) {
                     Ok(0) => Outcome::Answered,
                     Ok(e) => error_outcome(Errno::from_raw(e)),
@@ -206,7 +161,7 @@ fn tcp(dst: SocketAddrV4, timeout: Duration, keep: bool) -> Result<Sent> {
 
 fn udp(dst: SocketAddrV4, timeout: Duration) -> Result<Sent> {
     let (fd, local_port) = open(SockType::Datagram, None)?;
-    connect(&fd, dst).context("connect the UDP socket")?;
+    connect_to(&fd, dst).context("connect the UDP socket")?;
     Ok(exchange(&fd, local_port, PAYLOAD, timeout))
 }
 
@@ -226,7 +181,7 @@ fn exchange(fd: &OwnedFd, local_port: u16, msg: &[u8], timeout: Duration) -> Sen
 }
 
 fn answer(fd: &OwnedFd, timeout: Duration) -> Outcome {
-    if !wait(fd, libc::POLLIN, timeout) {
+    if !wait(fd, PollFlags::POLLIN, timeout) {
         return Outcome::TimedOut;
     }
     let mut buf = [0u8; 1500];
@@ -241,7 +196,7 @@ fn icmp(dst: Ipv4Addr, timeout: Duration) -> Result<Sent> {
     // and fills in the checksum.
     let (fd, local_port) = open(SockType::Datagram, Some(SockProtocol::Icmp))
         .context("open an ICMP echo socket (net.ipv4.ping_group_range)")?;
-    connect(&fd, SocketAddrV4::new(dst, 0)).context("connect the ICMP socket")?;
+    connect_to(&fd, SocketAddrV4::new(dst, 0)).context("connect the ICMP socket")?;
     let mut msg = vec![8u8, 0, 0, 0, 0, 0, 0, 1];
     msg.extend_from_slice(PAYLOAD);
     Ok(exchange(&fd, local_port, &msg, timeout))
@@ -303,5 +258,78 @@ pub fn listen(ns: &str, proto: Proto, port: u16) -> Result<Option<Listener>> {
             Err(e) => Err(e).with_context(|| format!("listen on udp/{port} in {ns}")),
         },
         Proto::Icmp => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback(port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+    }
+
+    /// A port nothing listens on: one the kernel just handed out and took back.
+    fn closed_tcp_port() -> u16 {
+        TcpListener::bind(loopback(0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn tcp_completes_the_handshake_from_the_port_it_reports() {
+        let server = TcpListener::bind(loopback(0)).unwrap();
+        let dst = loopback(server.local_addr().unwrap().port());
+        let sent = tcp(dst, Duration::from_secs(2), true).unwrap();
+        assert_eq!(sent.outcome, Outcome::Answered);
+        assert!(sent.socket.is_some(), "kept when asked to");
+        let (_, peer) = server.accept().unwrap();
+        assert_eq!(peer.port(), sent.local_port);
+
+        let sent = tcp(dst, Duration::from_secs(2), false).unwrap();
+        assert!(sent.socket.is_none());
+    }
+
+    #[test]
+    fn tcp_to_a_closed_port_is_refused() {
+        let sent = tcp(loopback(closed_tcp_port()), Duration::from_secs(2), false).unwrap();
+        assert_eq!(sent.outcome, Outcome::Refused);
+    }
+
+    #[test]
+    fn udp_sends_the_payload_and_times_out_without_an_answer() {
+        let server = UdpSocket::bind(loopback(0)).unwrap();
+        let dst = loopback(server.local_addr().unwrap().port());
+        let sent = udp(dst, Duration::from_millis(50)).unwrap();
+        assert_eq!(sent.outcome, Outcome::TimedOut);
+        // poll(2) counts whole milliseconds: the wait may end a fraction of one early.
+        assert!(
+            sent.elapsed >= Duration::from_millis(45),
+            "{:?}",
+            sent.elapsed
+        );
+        let mut buf = [0u8; 64];
+        let (n, peer) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], PAYLOAD);
+        assert_eq!(peer.port(), sent.local_port);
+    }
+
+    #[test]
+    fn udp_is_answered_by_a_listener_and_refused_by_a_closed_port() {
+        let server = UdpSocket::bind(loopback(0)).unwrap();
+        let dst = loopback(server.local_addr().unwrap().port());
+        let echo = std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let (n, peer) = server.recv_from(&mut buf).unwrap();
+            server.send_to(&buf[..n], peer).unwrap();
+        });
+        let sent = udp(dst, Duration::from_secs(2)).unwrap();
+        echo.join().unwrap();
+        assert_eq!(sent.outcome, Outcome::Answered);
+        // The listener is gone: the kernel answers ICMP port unreachable.
+        let sent = udp(dst, Duration::from_secs(2)).unwrap();
+        assert_eq!(sent.outcome, Outcome::Refused);
     }
 }
