@@ -2,17 +2,10 @@
 //! they happen at, the rule behind every translation, and where a blocked packet stopped.
 
 use super::report::{
-    Hop, LegReport, ListenerUse, Report, RuleRef, Step, Translation, outcome_text,
+    Hop, LegReport, ListenerUse, Report, RuleRef, Step, Translation, ep, outcome_text,
 };
 use super::send::Outcome;
 use std::fmt::Write;
-
-fn ep(ip: std::net::Ipv4Addr, port: Option<u16>) -> String {
-    match port {
-        Some(p) => format!("{ip}:{p}"),
-        None => ip.to_string(),
-    }
-}
 
 fn rule_line(r: &RuleRef) -> String {
     let counted = match r.packets {

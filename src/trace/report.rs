@@ -812,7 +812,7 @@ fn steps(
     out
 }
 
-fn ep(ip: Ipv4Addr, port: Option<u16>) -> String {
+pub fn ep(ip: Ipv4Addr, port: Option<u16>) -> String {
     match port {
         Some(p) => format!("{ip}:{p}"),
         None => ip.to_string(),
