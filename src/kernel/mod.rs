@@ -9,6 +9,8 @@ pub mod apply;
 pub mod capture;
 pub mod conntrack;
 pub mod enter;
+#[cfg(test)]
+mod fake;
 pub mod libnft;
 pub mod netlink;
 pub mod netns;
