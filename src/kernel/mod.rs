@@ -21,23 +21,13 @@ use anyhow::Result;
 
 /// Takes a link of a lab namespace down (a stopped instance's interface).
 pub fn link_down(ns: &str, dev: &str) -> Result<()> {
-    let f = netns::open(ns)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let nl = netns::run_in(&f, || netlink::Netlink::open_here(rt.handle()))?;
-    rt.block_on(nl.set_state(dev, false))
+    netlink::in_namespace(ns, async |nl| nl.set_state(dev, false).await)
 }
 
 /// Brings an instance's interface back up with its routes (the kernel drops the routes
 /// of a link that goes down).
 pub fn restore_link(ns: &crate::plan::Netns, dev: &str) -> Result<()> {
-    let f = netns::open(&ns.name)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let nl = netns::run_in(&f, || netlink::Netlink::open_here(rt.handle()))?;
-    rt.block_on(async {
+    netlink::in_namespace(&ns.name, async |nl| {
         nl.set_state(dev, true).await?;
         let index = nl.index_of(dev).await?;
         for r in ns.routes.iter().filter(|r| r.dev == dev) {
