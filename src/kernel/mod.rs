@@ -18,6 +18,7 @@ pub mod nft;
 pub mod sysctl;
 
 use anyhow::Result;
+use std::process::Command;
 
 /// Takes a link of a lab namespace down (a stopped instance's interface).
 pub fn link_down(ns: &str, dev: &str) -> Result<()> {
@@ -41,4 +42,20 @@ pub fn restore_link(ns: &crate::plan::Netns, dev: &str) -> Result<()> {
 pub fn replace_firewall(ns: &str, table: &crate::plan::firewall::Table) -> Result<()> {
     let f = netns::open(ns)?;
     netns::run_in(&f, || nft::replace_here(table))
+}
+
+/// Makes the process `cmd` starts lead a session of its own, so it outlives the terminal
+/// that started it (the supervisor, which runs in the host's namespaces; a program
+/// started inside a lab node gets the same from `enter::HostEnv::detach`).
+pub fn start_in_new_session(cmd: &mut Command) {
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: setsid is one, and the error conversion
+    // doesn't allocate.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
 }
