@@ -121,37 +121,46 @@ pub fn dump_here() -> Result<Vec<CtEntry>> {
         if data.is_empty() {
             bail!("the kernel closed the conntrack dump early");
         }
-        let mut off = 0;
-        while off < data.len() {
-            let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&data[off..])
-                .context("decode a conntrack message")?;
-            let len = msg.header.length as usize;
-            match msg.payload {
-                NetlinkPayload::Done(_) => return Ok(entries),
-                NetlinkPayload::Error(e) => {
-                    if let Some(code) = e.code {
-                        bail!(
-                            "conntrack dump failed: {}",
-                            std::io::Error::from_raw_os_error(-code.get())
-                        );
-                    }
-                }
-                NetlinkPayload::InnerMessage(NetfilterMessage {
-                    inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
-                    ..
-                }) => {
-                    if let Some(e) = entry(&attrs) {
-                        entries.push(e);
-                    }
-                }
-                _ => {}
-            }
-            if len == 0 {
-                break;
-            }
-            off += len;
+        if read_datagram(&data, &mut entries)? {
+            return Ok(entries);
         }
     }
+}
+
+/// Adds the IPv4 entries of one datagram of a conntrack dump to `entries`; true once the
+/// kernel has said the dump is done.
+fn read_datagram(data: &[u8], entries: &mut Vec<CtEntry>) -> Result<bool> {
+    let mut off = 0;
+    while off < data.len() {
+        let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&data[off..])
+            .context("decode a conntrack message")?;
+        let len = msg.header.length as usize;
+        match msg.payload {
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(e) => {
+                if let Some(code) = e.code {
+                    bail!(
+                        "conntrack dump failed: {}",
+                        std::io::Error::from_raw_os_error(-code.get())
+                    );
+                }
+            }
+            NetlinkPayload::InnerMessage(NetfilterMessage {
+                inner: NetfilterMessageInner::Conntrack(ConntrackMessage::New(attrs)),
+                ..
+            }) => {
+                if let Some(e) = entry(&attrs) {
+                    entries.push(e);
+                }
+            }
+            _ => {}
+        }
+        if len == 0 {
+            break;
+        }
+        off += len;
+    }
+    Ok(false)
 }
 
 fn entry(attrs: &[ConntrackAttribute]) -> Option<CtEntry> {
@@ -236,4 +245,235 @@ fn tuple(t: &[Tuple]) -> Option<(u8, CtTuple)> {
             dport,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Datagrams built by hand in the kernel's wire format: netlink headers in host byte
+    //! order, attribute values in network byte order, attributes padded to 4 bytes.
+    use super::*;
+
+    // <linux/netfilter/nfnetlink_conntrack.h>
+    const CTA_TUPLE_ORIG: u16 = 1;
+    const CTA_TUPLE_REPLY: u16 = 2;
+    const CTA_STATUS: u16 = 3;
+    const CTA_PROTOINFO: u16 = 4;
+    const CTA_TIMEOUT: u16 = 7;
+    const CTA_USE: u16 = 11;
+    const CTA_TUPLE_IP: u16 = 1;
+    const CTA_TUPLE_PROTO: u16 = 2;
+    const CTA_IP_V4_SRC: u16 = 1;
+    const CTA_IP_V4_DST: u16 = 2;
+    const CTA_PROTO_NUM: u16 = 1;
+    const CTA_PROTO_SRC_PORT: u16 = 2;
+    const CTA_PROTO_DST_PORT: u16 = 3;
+    const CTA_PROTO_ICMP_TYPE: u16 = 5;
+    const CTA_PROTO_ICMP_CODE: u16 = 6;
+    const CTA_PROTOINFO_TCP: u16 = 1;
+    const CTA_PROTOINFO_TCP_STATE: u16 = 1;
+    const IPS_CONFIRMED: u32 = 1 << 3;
+    const NLA_F_NESTED: u16 = 1 << 15;
+    const NLM_F_MULTI: u16 = 2;
+    /// IPCTNL_MSG_CT_NEW of subsystem NFNL_SUBSYS_CTNETLINK: how a dump sends entries.
+    const CT_NEW: u16 = 1 << 8;
+
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let mut b = ((4 + value.len()) as u16).to_ne_bytes().to_vec();
+        b.extend(kind.to_ne_bytes());
+        b.extend(value);
+        b.resize(b.len().next_multiple_of(4), 0);
+        b
+    }
+
+    fn nested(kind: u16, parts: &[Vec<u8>]) -> Vec<u8> {
+        attr(kind | NLA_F_NESTED, &parts.concat())
+    }
+
+    fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut b = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        b.extend(kind.to_ne_bytes());
+        b.extend(NLM_F_MULTI.to_ne_bytes());
+        b.extend(1u32.to_ne_bytes()); // sequence number
+        b.extend(0u32.to_ne_bytes()); // port id
+        b.extend(body);
+        b
+    }
+
+    fn conntrack(attrs: &[Vec<u8>]) -> Vec<u8> {
+        // nfgenmsg: family, version, resource id (big-endian).
+        let mut body = vec![libc::AF_INET as u8, 0, 0, 0];
+        body.extend(attrs.concat());
+        message(CT_NEW, &body)
+    }
+
+    fn done() -> Vec<u8> {
+        message(libc::NLMSG_DONE as u16, &0i32.to_ne_bytes())
+    }
+
+    /// An error answer: the negative errno, then the request's header.
+    fn error(errno: i32) -> Vec<u8> {
+        let mut body = (-errno).to_ne_bytes().to_vec();
+        body.extend(&message(0, &[])[..16]);
+        message(libc::NLMSG_ERROR as u16, &body)
+    }
+
+    fn tuple(kind: u16, src: [u8; 4], dst: [u8; 4], proto: Vec<Vec<u8>>) -> Vec<u8> {
+        nested(
+            kind,
+            &[
+                nested(
+                    CTA_TUPLE_IP,
+                    &[attr(CTA_IP_V4_SRC, &src), attr(CTA_IP_V4_DST, &dst)],
+                ),
+                nested(CTA_TUPLE_PROTO, &proto),
+            ],
+        )
+    }
+
+    fn ports(proto: u8, sport: u16, dport: u16) -> Vec<Vec<u8>> {
+        vec![
+            attr(CTA_PROTO_NUM, &[proto]),
+            attr(CTA_PROTO_SRC_PORT, &sport.to_be_bytes()),
+            attr(CTA_PROTO_DST_PORT, &dport.to_be_bytes()),
+        ]
+    }
+
+    fn echo(id: u16) -> Vec<Vec<u8>> {
+        vec![
+            attr(CTA_PROTO_NUM, &[1]),
+            attr(CTA_PROTO_ICMP_ID, &id.to_be_bytes()),
+            attr(CTA_PROTO_ICMP_TYPE, &[8]),
+            attr(CTA_PROTO_ICMP_CODE, &[0]),
+        ]
+    }
+
+    /// The NAT gateway's mapping of a private host's HTTPS connection.
+    fn snat_tcp() -> Vec<u8> {
+        let status = IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED | IPS_SRC_NAT;
+        conntrack(&[
+            tuple(
+                CTA_TUPLE_ORIG,
+                [10, 0, 1, 5],
+                [93, 184, 216, 34],
+                ports(6, 40000, 443),
+            ),
+            tuple(
+                CTA_TUPLE_REPLY,
+                [93, 184, 216, 34],
+                [10, 0, 0, 9],
+                ports(6, 443, 40000),
+            ),
+            attr(CTA_STATUS, &status.to_be_bytes()),
+            attr(CTA_TIMEOUT, &431999u32.to_be_bytes()),
+            // Attributes vpclab doesn't read are skipped.
+            attr(CTA_USE, &1u32.to_be_bytes()),
+            nested(
+                CTA_PROTOINFO,
+                &[nested(
+                    CTA_PROTOINFO_TCP,
+                    &[attr(CTA_PROTOINFO_TCP_STATE, &[3])],
+                )],
+            ),
+        ])
+    }
+
+    fn ping() -> Vec<u8> {
+        conntrack(&[
+            tuple(CTA_TUPLE_ORIG, [10, 0, 2, 238], [8, 8, 8, 8], echo(0x1234)),
+            tuple(CTA_TUPLE_REPLY, [8, 8, 8, 8], [10, 0, 2, 238], echo(0x1234)),
+            attr(CTA_STATUS, &IPS_CONFIRMED.to_be_bytes()),
+            attr(CTA_TIMEOUT, &29u32.to_be_bytes()),
+        ])
+    }
+
+    #[test]
+    fn reads_tcp_and_icmp_entries_until_the_dump_is_done() {
+        let datagram = [snat_tcp(), ping(), done()].concat();
+        let mut entries = vec![];
+        assert!(read_datagram(&datagram, &mut entries).unwrap());
+        assert_eq!(
+            entries,
+            [
+                CtEntry {
+                    proto: 6,
+                    orig: CtTuple {
+                        src: Ipv4Addr::new(10, 0, 1, 5),
+                        dst: Ipv4Addr::new(93, 184, 216, 34),
+                        sport: Some(40000),
+                        dport: Some(443),
+                    },
+                    reply: CtTuple {
+                        src: Ipv4Addr::new(93, 184, 216, 34),
+                        dst: Ipv4Addr::new(10, 0, 0, 9),
+                        sport: Some(443),
+                        dport: Some(40000),
+                    },
+                    status: IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED | IPS_SRC_NAT,
+                    timeout: Some(431999),
+                    tcp_state: Some(3),
+                },
+                CtEntry {
+                    proto: 1,
+                    orig: CtTuple {
+                        src: Ipv4Addr::new(10, 0, 2, 238),
+                        dst: Ipv4Addr::new(8, 8, 8, 8),
+                        sport: Some(0x1234),
+                        dport: None,
+                    },
+                    reply: CtTuple {
+                        src: Ipv4Addr::new(8, 8, 8, 8),
+                        dst: Ipv4Addr::new(10, 0, 2, 238),
+                        sport: Some(0x1234),
+                        dport: None,
+                    },
+                    status: IPS_CONFIRMED,
+                    timeout: Some(29),
+                    tcp_state: None,
+                },
+            ]
+        );
+        assert!(entries[0].is_nat());
+        assert_eq!(entries[0].state_name(), Some("ESTABLISHED"));
+        assert_eq!(entries[0].proto_name(), "tcp");
+        assert!(!entries[1].is_nat());
+        assert_eq!(entries[1].state_name(), None);
+        assert_eq!(entries[1].proto_name(), "icmp");
+    }
+
+    #[test]
+    fn a_dump_goes_on_over_several_datagrams() {
+        let mut entries = vec![];
+        assert!(!read_datagram(&snat_tcp(), &mut entries).unwrap());
+        assert!(read_datagram(&[ping(), done()].concat(), &mut entries).unwrap());
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn an_entry_without_both_directions_is_skipped() {
+        let orig_only = conntrack(&[tuple(
+            CTA_TUPLE_ORIG,
+            [10, 0, 1, 5],
+            [1, 1, 1, 1],
+            ports(17, 5000, 53),
+        )]);
+        let mut entries = vec![];
+        assert!(read_datagram(&[orig_only, ping(), done()].concat(), &mut entries).unwrap());
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].proto, 1);
+    }
+
+    #[test]
+    fn the_kernels_error_is_reported_and_an_acknowledgement_is_not() {
+        let mut entries = vec![];
+        let err = read_datagram(&error(libc::EPERM), &mut entries).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "conntrack dump failed: {}",
+                std::io::Error::from_raw_os_error(libc::EPERM)
+            )
+        );
+        assert!(read_datagram(&[error(0), ping(), done()].concat(), &mut entries).unwrap());
+        assert_eq!(entries.len(), 1);
+    }
 }

@@ -9,6 +9,8 @@ pub mod apply;
 pub mod capture;
 pub mod conntrack;
 pub mod enter;
+#[cfg(test)]
+mod fake;
 pub mod libnft;
 pub mod netlink;
 pub mod netns;
@@ -17,26 +19,17 @@ pub mod process;
 pub mod sysctl;
 
 use anyhow::Result;
+use std::process::Command;
 
 /// Takes a link of a lab namespace down (a stopped instance's interface).
 pub fn link_down(ns: &str, dev: &str) -> Result<()> {
-    let f = netns::open(ns)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let nl = netns::run_in(&f, || netlink::Netlink::open_here(rt.handle()))?;
-    rt.block_on(nl.set_state(dev, false))
+    netlink::in_namespace(ns, async |nl| nl.set_state(dev, false).await)
 }
 
 /// Brings an instance's interface back up with its routes (the kernel drops the routes
 /// of a link that goes down).
 pub fn restore_link(ns: &crate::plan::Netns, dev: &str) -> Result<()> {
-    let f = netns::open(&ns.name)?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let nl = netns::run_in(&f, || netlink::Netlink::open_here(rt.handle()))?;
-    rt.block_on(async {
+    netlink::in_namespace(&ns.name, async |nl| {
         nl.set_state(dev, true).await?;
         let index = nl.index_of(dev).await?;
         for r in ns.routes.iter().filter(|r| r.dev == dev) {
@@ -50,4 +43,20 @@ pub fn restore_link(ns: &crate::plan::Netns, dev: &str) -> Result<()> {
 pub fn replace_firewall(ns: &str, table: &crate::plan::firewall::Table) -> Result<()> {
     let f = netns::open(ns)?;
     netns::run_in(&f, || nft::replace_here(table))
+}
+
+/// Makes the process `cmd` starts lead a session of its own, so it outlives the terminal
+/// that started it (the supervisor, which runs in the host's namespaces; a program
+/// started inside a lab node gets the same from `enter::HostEnv::detach`).
+pub fn start_in_new_session(cmd: &mut Command) {
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: setsid is one, and the error conversion
+    // doesn't allocate.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
 }

@@ -5,6 +5,7 @@
 //! Interface indexes are chosen by vpclab (see `apply::Indexes`), so no request waits
 //! for a lookup.
 
+use super::netns;
 use anyhow::{Context, Result};
 use netlink_packet_route::link::{InfoData, InfoVeth};
 use netlink_packet_route::route::RouteScope;
@@ -12,6 +13,28 @@ use netlink_packet_route::rule::RuleAction;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::RawFd;
+
+/// Runs `work` with a netlink socket of namespace `ns` (a name under /run/netns) and
+/// returns what it returns: for one-off requests outside `apply`, such as an instance's
+/// link going down, e.g. `in_namespace(ns, async |nl| nl.set_state("eth0", false).await)`.
+///
+/// It all happens on a short-lived thread inside the namespace with a single-threaded
+/// runtime of its own, so the calling thread never changes namespace and may itself be
+/// running another runtime; the call returns once `work` is done.
+pub fn in_namespace<T: Send>(
+    ns: &str,
+    work: impl AsyncFnOnce(&Netlink) -> Result<T> + Send,
+) -> Result<T> {
+    let handle = netns::open(ns)?;
+    netns::run_in(&handle, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("start a runtime")?;
+        let nl = Netlink::open_here(rt.handle())?;
+        rt.block_on(work(&nl))
+    })
+}
 
 #[derive(Clone)]
 pub struct Netlink {

@@ -71,6 +71,14 @@ pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> Result<T> + Send) -> Resul
     })
 }
 
+/// Moves the calling thread into namespace `ns` (an open handle) for the rest of its
+/// life: for a long-lived thread started for work that all belongs in the namespace (the
+/// supervisor's health monitor). The thread never moves back, so a thread that goes on to
+/// other work (the main thread, a runtime's worker) must use `run_in` instead.
+pub fn move_this_thread(ns: &File) -> Result<()> {
+    Ok(setns(ns, CloneFlags::CLONE_NEWNET)?)
+}
+
 /// Removes a namespace's name. The kernel frees the namespace (and every link, address,
 /// route and nftables table in it) when its last process and handle are gone.
 pub fn delete(name: &str) -> Result<()> {

@@ -236,9 +236,15 @@ pub fn apply_here(t: &Table) -> Result<()> {
     run_nft(&batch(t))
 }
 
-/// Replaces the lab table in one transaction: packets see the old rules or the new
-/// ones, never none (used when an instance stops or starts and its NAT mapping changes).
+/// Replaces the lab table in the calling thread's network namespace (used when an
+/// instance stops or starts and its NAT mapping changes).
 pub fn replace_here(t: &Table) -> Result<()> {
+    run_nft(&replacement(t))
+}
+
+/// One transaction that deletes the lab table and adds it anew: packets see the old
+/// rules or the new ones, never none.
+fn replacement(t: &Table) -> Nftables<'static> {
     let fam = family(t.family);
     let table = || {
         NfListObject::Table(schema::Table {
@@ -253,9 +259,9 @@ pub fn replace_here(t: &Table) -> Result<()> {
         NfObject::CmdObject(schema::NfCmd::Delete(table())),
     ];
     objs.extend(batch(t).objects.iter().cloned());
-    run_nft(&Nftables {
+    Nftables {
         objects: Cow::Owned(objs),
-    })
+    }
 }
 
 fn run_nft(batch: &Nftables) -> Result<()> {
@@ -304,4 +310,228 @@ pub fn list_here(family: Family) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn net(s: &str) -> Addr {
+        Addr::Net(s.parse().unwrap())
+    }
+
+    /// A set, a filter chain and a source NAT chain: the shapes the plan's tables take.
+    fn small(stateless: bool) -> Table {
+        Table {
+            family: Family::Inet,
+            stateless,
+            sets: vec![Set {
+                name: "web".into(),
+                elements: vec!["10.0.2.238".parse().unwrap(), "10.0.0.10".parse().unwrap()],
+            }],
+            chains: vec![
+                Chain {
+                    name: "input".into(),
+                    hook: Hook::Input,
+                    policy: Policy::Drop,
+                    rules: vec![
+                        Rule {
+                            matches: vec![Match::CtState(vec![
+                                CtState::Established,
+                                CtState::Related,
+                            ])],
+                            verdict: Verdict::Accept,
+                            comment: "replies".into(),
+                        },
+                        Rule {
+                            matches: vec![
+                                Match::Saddr(Addr::Set("web".into())),
+                                Match::Proto(L4::Tcp),
+                                Match::Dport(L4::Tcp, 3306, 3306),
+                            ],
+                            verdict: Verdict::Accept,
+                            comment: "mysql from web".into(),
+                        },
+                    ],
+                },
+                Chain {
+                    name: "postrouting".into(),
+                    hook: Hook::Postrouting,
+                    policy: Policy::Accept,
+                    rules: vec![Rule {
+                        matches: vec![
+                            Match::Saddr(net("10.0.0.0/16")),
+                            Match::NotDaddr(net("10.0.0.0/16")),
+                        ],
+                        verdict: Verdict::Snat {
+                            addr: "198.51.100.7".parse().unwrap(),
+                            ports: Some((1024, 65535)),
+                        },
+                        comment: "nat".into(),
+                    }],
+                },
+            ],
+        }
+    }
+
+    fn json(b: &Nftables) -> Vec<Value> {
+        match serde_json::to_value(b).unwrap() {
+            Value::Object(mut top) => match top.remove("nftables") {
+                Some(Value::Array(objects)) => objects,
+                other => panic!("no nftables array: {other:?}"),
+            },
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    /// Each command as (command, object kind, the object itself).
+    fn commands(b: &Nftables) -> Vec<(String, String, Value)> {
+        json(b)
+            .into_iter()
+            .map(|cmd| {
+                let (verb, obj) = cmd.as_object().unwrap().iter().next().unwrap();
+                let (kind, body) = obj.as_object().unwrap().iter().next().unwrap();
+                (verb.clone(), kind.clone(), body.clone())
+            })
+            .collect()
+    }
+
+    /// (command, kind, name): a rule is named by its chain.
+    fn outline(b: &Nftables) -> Vec<(String, String, String)> {
+        commands(b)
+            .into_iter()
+            .map(|(verb, kind, body)| {
+                let name = if kind == "rule" {
+                    &body["chain"]
+                } else {
+                    &body["name"]
+                };
+                (verb, kind, name.as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    fn rules(b: &Nftables) -> Vec<Value> {
+        commands(b)
+            .into_iter()
+            .filter(|(_, kind, _)| kind == "rule")
+            .map(|(_, _, body)| body)
+            .collect()
+    }
+
+    fn last_statement(rule: &Value) -> &Value {
+        rule["expr"].as_array().unwrap().last().unwrap()
+    }
+
+    fn o(verb: &str, kind: &str, name: &str) -> (String, String, String) {
+        (verb.into(), kind.into(), name.into())
+    }
+
+    #[test]
+    fn a_batch_adds_the_table_its_sets_then_each_chain_followed_by_its_rules() {
+        let b = batch(&small(false));
+        assert_eq!(
+            outline(&b),
+            [
+                o("add", "table", TABLE),
+                o("add", "set", "web"),
+                o("add", "chain", "input"),
+                o("add", "rule", "input"),
+                o("add", "rule", "input"),
+                o("add", "chain", "postrouting"),
+                o("add", "rule", "postrouting"),
+            ]
+        );
+        for (_, kind, body) in commands(&b) {
+            assert_eq!(body["family"], "inet", "{kind}");
+            if kind != "table" {
+                assert_eq!(body["table"], TABLE, "{kind}");
+            }
+        }
+        let cmds = commands(&b);
+        assert_eq!(cmds[1].2["type"], "ipv4_addr");
+        assert_eq!(cmds[1].2["elem"], json!(["10.0.2.238", "10.0.0.10"]));
+        let input = &cmds[2].2;
+        assert_eq!(
+            (
+                &input["type"],
+                &input["hook"],
+                &input["prio"],
+                &input["policy"]
+            ),
+            (&json!("filter"), &json!("input"), &json!(0), &json!("drop"))
+        );
+        let post = &cmds[5].2;
+        assert_eq!(
+            (&post["type"], &post["hook"], &post["prio"], &post["policy"]),
+            (
+                &json!("nat"),
+                &json!("postrouting"),
+                &json!(100),
+                &json!("accept")
+            )
+        );
+    }
+
+    #[test]
+    fn every_rule_matches_then_counts_then_gives_its_verdict_with_its_comment() {
+        let rules = rules(&batch(&small(false)));
+        let comments: Vec<&Value> = rules.iter().map(|r| &r["comment"]).collect();
+        assert_eq!(comments, ["replies", "mysql from web", "nat"]);
+        for r in &rules {
+            let expr = r["expr"].as_array().unwrap();
+            assert_eq!(expr[expr.len() - 2], json!({"counter": null}), "{r}");
+        }
+        assert_eq!(
+            rules[1]["expr"],
+            json!([
+                {"match": {"left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "@web", "op": "=="}},
+                {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "tcp", "op": "=="}},
+                {"match": {"left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 3306, "op": "=="}},
+                {"counter": null},
+                {"accept": null},
+            ])
+        );
+        assert_eq!(
+            rules[0]["expr"][0],
+            json!({"match": {"left": {"ct": {"key": "state"}}, "right": ["established", "related"], "op": "in"}})
+        );
+        assert_eq!(
+            rules[2]["expr"][1],
+            json!({"match": {"left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "10.0.0.0", "len": 16}}, "op": "!="}})
+        );
+        assert_eq!(
+            *last_statement(&rules[2]),
+            json!({"snat": {"addr": "198.51.100.7", "family": "ip", "port": {"range": [1024, 65535]}}})
+        );
+    }
+
+    #[test]
+    fn a_stateless_table_rewrites_addresses_in_filter_chains() {
+        let b = batch(&small(true));
+        let chains: Vec<Value> = commands(&b)
+            .into_iter()
+            .filter(|(_, kind, _)| kind == "chain")
+            .map(|(_, _, body)| body["type"].clone())
+            .collect();
+        assert_eq!(chains, ["filter", "filter"]);
+        let rules = rules(&b);
+        assert_eq!(*last_statement(&rules[1]), json!({"accept": null}));
+        assert_eq!(
+            *last_statement(&rules[2]),
+            json!({"mangle": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "value": "198.51.100.7"}})
+        );
+    }
+
+    #[test]
+    fn a_replacement_deletes_the_table_and_builds_it_again_in_one_batch() {
+        let t = small(false);
+        let objects = json(&replacement(&t));
+        let table = json!({"table": {"family": "inet", "name": TABLE}});
+        // The `add` first: deleting a table that isn't there would fail the batch.
+        assert_eq!(objects[0], json!({"add": table}));
+        assert_eq!(objects[1], json!({"delete": table}));
+        assert_eq!(objects[2..], json(&batch(&t))[..]);
+    }
 }

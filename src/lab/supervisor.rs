@@ -7,8 +7,8 @@
 use super::control::{self, Request, Response};
 use super::state::{self, State};
 use super::{Running, database, running};
-use crate::kernel::netns;
 use crate::kernel::process::Proc;
+use crate::kernel::{self, netns};
 use crate::plan::aws_id;
 use crate::services::{dns, metadata};
 use crate::topology::well_known::METADATA;
@@ -42,14 +42,7 @@ pub fn start(lab: &str, st: &mut State) -> Result<Proc> {
         .stdout(log.try_clone()?)
         .stderr(log);
     // A session of its own: the supervisor outlives the terminal that ran `up`.
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
-        });
-    }
+    kernel::start_in_new_session(&mut cmd);
     let child = cmd.spawn().context("start the supervisor")?;
     let p = Proc::of(child.id() as i32, NODE, "supervisor")?;
     st.processes.push(p.clone());
@@ -343,13 +336,13 @@ fn reboot(
 /// Two failures in a row fail the database over; a crashed primary then rejoins as
 /// the standby.
 fn start_monitor(r: &Running, db: &str, ops: Arc<std::sync::Mutex<()>>) -> Result<()> {
-    let router = crate::kernel::netns::open(&r.plan.dns.vpc.ns)?;
+    let router = netns::open(&r.plan.dns.vpc.ns)?;
     let lab = r.lab.name.clone();
     let db = db.to_string();
     std::thread::Builder::new()
         .name(format!("health-{db}"))
         .spawn(move || {
-            if let Err(e) = nix::sched::setns(&router, nix::sched::CloneFlags::CLONE_NEWNET) {
+            if let Err(e) = netns::move_this_thread(&router) {
                 eprintln!("health monitor of {db}: enter the VPC router namespace: {e}");
                 return;
             }

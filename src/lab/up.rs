@@ -6,7 +6,7 @@ use super::hosts;
 use super::progress::Progress;
 use super::state::{self, Phase, State};
 use super::{database, supervisor};
-use crate::kernel::apply::{Applier, STEPS};
+use crate::kernel::apply::{Applier, Step};
 use crate::plan::{self, Plan};
 use crate::services;
 use crate::topology::Loaded;
@@ -124,17 +124,16 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
             .build()
             .context("start the async runtime")?;
         rt.block_on(async {
-            let hook = |i: usize| checkpoint(&format!("namespace:{i}"));
-            let mut applier = Applier::new(&plan, rt.handle().clone()).on_namespace(&hook);
-            for step in STEPS {
+            let namespace_fault = |i: usize| checkpoint(&format!("namespace:{i}"));
+            let step_fault = |step: Step| checkpoint(step.name());
+            let mut applier = Applier::new(&plan, rt.handle().clone())
+                .on_namespace(&namespace_fault)
+                .before_step(&step_fault);
+            for step in Step::ALL {
                 let t = Instant::now();
-                progress.start(step);
-                let result = match checkpoint(step) {
-                    Ok(()) => applier.step(step).await,
-                    Err(e) => Err(e),
-                };
-                result.with_context(|| format!("step `{step}` failed"))?;
-                progress.done(step, &step_summary(&plan, step), t.elapsed());
+                progress.start(step.name());
+                applier.step(step).await?;
+                progress.done(step.name(), &step_summary(&plan, step), t.elapsed());
             }
             Ok::<(), anyhow::Error>(())
         })?;
@@ -238,10 +237,10 @@ fn start_services(
     Ok(())
 }
 
-fn step_summary(plan: &Plan, step: &str) -> String {
+fn step_summary(plan: &Plan, step: Step) -> String {
     let count = |f: fn(&crate::plan::Netns) -> usize| plan.namespaces.iter().map(f).sum::<usize>();
     match step {
-        "namespaces" => format!(
+        Step::Namespaces => format!(
             "{} namespaces, {} nftables rulesets",
             plan.namespaces.len(),
             plan.namespaces
@@ -249,17 +248,16 @@ fn step_summary(plan: &Plan, step: &str) -> String {
                 .filter(|n| n.firewall.is_some())
                 .count()
         ),
-        "links" => format!(
+        Step::Links => format!(
             "{} bridges, {} veth pairs",
             count(|n| n.bridges.len()),
             plan.veths.len()
         ),
-        "addresses" => format!("{} addresses, all links up", count(|n| n.addresses.len())),
-        "routes" => format!(
+        Step::Addresses => format!("{} addresses, all links up", count(|n| n.addresses.len())),
+        Step::Routes => format!(
             "{} routes, {} policy rules",
             count(|n| n.routes.len()),
             count(|n| n.rules.len())
         ),
-        _ => String::new(),
     }
 }

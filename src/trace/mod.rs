@@ -27,12 +27,12 @@ pub mod send;
 
 use crate::kernel::capture::{self, Capture};
 use crate::kernel::conntrack::{self, CtEntry};
-use crate::kernel::netlink::{Netlink, RouteLookup};
+use crate::kernel::netlink::{self, RouteLookup};
 use crate::kernel::{apply::Indexes, netns, nft};
 use crate::lab::Running;
 use crate::plan::firewall::Family;
 use crate::plan::{Plan, Role};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use correlate::{PointInfo, Probe, Side};
 use counters::{Moved, RuleCount};
 use packet::Tuple;
@@ -328,14 +328,8 @@ fn read_counters(plan: &Plan, nodes: &[String]) -> HashMap<String, Vec<RuleCount
 /// socket inside the node's namespace.
 fn route_get(plan: &Plan, q: &RouteQuery) -> Option<RouteLookup> {
     let index = Indexes::of(plan).get(q.netns, q.iif).ok()?;
-    let handle = netns::open(q.netns).ok()?;
-    netns::run_in(&handle, || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("start a runtime")?;
-        let nl = Netlink::open_here(rt.handle())?;
-        rt.block_on(nl.route_get_input(q.dst, q.src, index))
+    netlink::in_namespace(q.netns, async |nl| {
+        nl.route_get_input(q.dst, q.src, index).await
     })
     .ok()
 }
