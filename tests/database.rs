@@ -237,3 +237,53 @@ fn no_password_ever_appears_on_a_command_line() {
     );
     assert!(!o.status.success(), "{}", text(&o));
 }
+
+/// `drill az-outage` on a lab with one NAT gateway per AZ: each report line says what happened
+/// in *that* lab. Losing the standby's AZ fails nothing over and cuts off only the subnet routed
+/// through that AZ's NAT gateway; losing the primary's AZ fails the database over.
+#[test]
+fn an_az_outage_reports_what_happened_in_that_lab() {
+    require_root!();
+    let lab = Lab::up(Some("tests/labs/nat-per-az.yaml"), "t-azrep");
+    let drill = |args: &[&str]| {
+        let o = vpclab()
+            .arg("drill")
+            .args(args)
+            .args(["--lab", &lab.name])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        out(&o)
+    };
+
+    let standby_lost = drill(&["az-outage", "us-east-1b"]);
+    assert!(
+        standby_lost.contains(
+            "database orders lost its standby orders-1b in us-east-1b; nothing failed over"
+        ),
+        "{standby_lost}"
+    );
+    assert!(
+        standby_lost.contains("NAT gateway nat-b was in us-east-1b: the private subnets routed through it (route table private-b: private-b)"),
+        "{standby_lost}"
+    );
+    assert!(!standby_lost.contains("every AZ"), "{standby_lost}");
+    assert!(!standby_lost.contains("failed over to"), "{standby_lost}");
+    assert!(
+        standby_lost.contains("brings the AZ back (orders-1b rejoins as a standby)"),
+        "{standby_lost}"
+    );
+    drill(&["restore"]);
+
+    let primary_lost = drill(&["az-outage", "us-east-1a"]);
+    assert!(
+        primary_lost.contains("database orders failed over to orders-1b in us-east-1b"),
+        "{primary_lost}"
+    );
+    assert!(
+        primary_lost.contains("(route table private-a: private-a)"),
+        "{primary_lost}"
+    );
+    assert!(!primary_lost.contains("private-b"), "{primary_lost}");
+    drill(&["restore"]);
+}

@@ -132,6 +132,8 @@ pub struct OutageReport {
     /// What the outage means for this architecture, in words.
     pub findings: Vec<String>,
     pub probes: probe::Report,
+    /// The database servers that went down with the AZ: `restore` brings them back as standbys.
+    pub database_servers_down: Vec<String>,
 }
 
 /// `vpclab drill az-outage AZ`: takes the AZ down, waits for the databases to fail
@@ -180,8 +182,17 @@ pub fn drill(lab: Option<&str>, az: &str) -> Result<OutageReport> {
         .filter(|n| n.az.is_some() && !down.contains(&n.node))
         .map(|n| n.node.clone())
         .collect();
+    let database_servers_down: Vec<String> = r
+        .lab
+        .databases
+        .iter()
+        .flat_map(|d| std::iter::once(&d.primary).chain(&d.standby))
+        .filter(|n| down.contains(&n.name))
+        .map(|n| n.name.clone())
+        .collect();
     Ok(OutageReport {
         findings: findings(&r.lab, az, &down, &failovers),
+        database_servers_down,
         lab,
         az: az.into(),
         down,
@@ -325,11 +336,16 @@ pub fn render(rep: &OutageReport) -> String {
     for f in &rep.findings {
         o.push_str(&format!("- {f}\n"));
     }
-    o.push_str("\nthe lab's expectations now:\n");
-    o.push_str(&probe::render(&rep.probes));
-    o.push_str(
-        "\n`sudo vpclab drill restore` brings the AZ back (the old primary rejoins as standby).\n",
-    );
+    if !rep.probes.probes.is_empty() {
+        o.push_str("\nthe lab's expectations now:\n");
+        o.push_str(&probe::render(&rep.probes));
+    }
+    o.push_str("\n`sudo vpclab drill restore` brings the AZ back");
+    match rep.database_servers_down.as_slice() {
+        [] => o.push_str(".\n"),
+        [one] => o.push_str(&format!(" ({one} rejoins as a standby).\n")),
+        many => o.push_str(&format!(" ({} rejoin as standbys).\n", many.join(", "))),
+    }
     o
 }
 
