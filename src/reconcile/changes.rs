@@ -23,12 +23,18 @@ pub(super) struct Paired<'a, T> {
 pub(super) fn pair<'a, T>(old: &'a [T], new: &'a [T], name: impl Fn(&T) -> &str) -> Paired<'a, T> {
     let find = |list: &'a [T], n: &str| list.iter().find(|x| name(x) == n);
     Paired {
-        gone: old.iter().filter(|o| find(new, name(o)).is_none()).collect(),
+        gone: old
+            .iter()
+            .filter(|o| find(new, name(o)).is_none())
+            .collect(),
         kept: new
             .iter()
             .filter_map(|n| find(old, name(n)).map(|o| (o, n)))
             .collect(),
-        added: new.iter().filter(|n| find(old, name(n)).is_none()).collect(),
+        added: new
+            .iter()
+            .filter(|n| find(old, name(n)).is_none())
+            .collect(),
     }
 }
 
@@ -235,7 +241,10 @@ fn vpc(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
 }
 
 fn subnet_names(lab: &Lab, subnets: &[usize]) -> Vec<String> {
-    subnets.iter().map(|s| lab.subnets[*s].name.clone()).collect()
+    subnets
+        .iter()
+        .map(|s| lab.subnets[*s].name.clone())
+        .collect()
 }
 
 fn group_names(lab: &Lab, groups: &[usize]) -> Vec<String> {
@@ -377,7 +386,8 @@ fn security_groups(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
                 let Some((_, was)) = before.iter().find(|(t, _)| t == text) else {
                     continue;
                 };
-                let description = |r: &SgRule| format!("{:?}", r.description.as_deref().unwrap_or(""));
+                let description =
+                    |r: &SgRule| format!("{:?}", r.description.as_deref().unwrap_or(""));
                 d.extend(edit(
                     &format!("{text}: description"),
                     description(was),

@@ -87,7 +87,8 @@ impl NetnsDelta {
         self.kernel_writes() == 0
     }
 
-    fn kernel_writes(&self) -> usize {
+    /// Kernel objects written or deleted inside this namespace.
+    pub fn kernel_writes(&self) -> usize {
         self.set_sysctls.len()
             + self.add_bridges.len()
             + self.remove_bridges.len()
