@@ -6,7 +6,8 @@
 
 use super::{Change, Kind, Op};
 use crate::topology::{
-    Database, Expectation, InternetHost, Lab, Peer, Protocol, PublicIp, RouteTarget, SgRule,
+    Answer, Database, Expectation, InternetHost, Lab, Outcome, Peer, Protocol, PublicIp,
+    RouteTable, RouteTarget, SecurityGroup, Service, SgRule,
 };
 use std::fmt::Display;
 
@@ -212,7 +213,11 @@ pub(super) fn list(old: &Lab, new: &Lab) -> Vec<Change> {
             .into_iter()
             .flatten()
             .collect();
-            d.extend(list_edits("services", &services(o), &services(n)));
+            d.extend(list_edits(
+                "services",
+                &service_names(&o.services),
+                &service_names(&n.services),
+            ));
             d
         },
     );
@@ -256,8 +261,8 @@ fn group_names(lab: &Lab, groups: &[usize]) -> Vec<String> {
 
 /// A route table's routes as `(destination, target name)`, without the implicit local
 /// route (it follows the VPC's CIDR, which cannot change).
-fn routes(lab: &Lab, table: usize) -> Vec<(String, String)> {
-    lab.route_tables[table]
+fn routes(lab: &Lab, table: &RouteTable) -> Vec<(String, String)> {
+    table
         .routes
         .iter()
         .filter_map(|r| {
@@ -272,35 +277,31 @@ fn routes(lab: &Lab, table: usize) -> Vec<(String, String)> {
 }
 
 /// The subnets associated with a route table: AWS keeps associations on the route table.
-fn associated(lab: &Lab, table: usize) -> Vec<String> {
+fn associated(lab: &Lab, table: &RouteTable) -> Vec<String> {
+    let index = lab.route_tables.iter().position(|t| t.name == table.name);
     lab.subnets
         .iter()
-        .filter(|s| s.route_table == table)
+        .filter(|s| Some(s.route_table) == index)
         .map(|s| format!("subnet {}", s.name))
         .collect()
 }
 
 fn route_tables(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
-    let index = |lab: &Lab, name: &str| lab.route_tables.iter().position(|t| t.name == name);
-    let (oi, ni) = (
-        |t: &crate::topology::RouteTable| index(old, &t.name).unwrap(),
-        |t: &crate::topology::RouteTable| index(new, &t.name).unwrap(),
-    );
     compare(
         out,
         Kind::RouteTable,
         pair(&old.route_tables, &new.route_tables, |t| &t.name),
         |t| t.name.clone(),
         |t| {
-            let mut s: Vec<String> = routes(new, ni(t))
+            let mut s: Vec<String> = routes(new, t)
                 .into_iter()
                 .map(|(dst, target)| format!("{dst} -> {target}"))
                 .collect();
-            s.extend(associated(new, ni(t)));
+            s.extend(associated(new, t));
             s
         },
         |o, n| {
-            let (before, after) = (routes(old, oi(o)), routes(new, ni(n)));
+            let (before, after) = (routes(old, o), routes(new, n));
             let mut d = Vec::new();
             for (dst, target) in &after {
                 match before.iter().find(|(b, _)| b == dst) {
@@ -316,11 +317,7 @@ fn route_tables(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
                     d.push(format!("- route {dst} -> {was}"));
                 }
             }
-            d.extend(list_edits(
-                "",
-                &associated(old, oi(o)),
-                &associated(new, ni(n)),
-            ));
+            d.extend(list_edits("", &associated(old, o), &associated(new, n)));
             d
         },
     );
@@ -328,7 +325,7 @@ fn route_tables(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
 
 /// A rule as a person reads it: `inbound tcp 22 from 0.0.0.0/0`. It names the rule; the
 /// console label and description are attributes AWS can edit in place.
-pub(super) fn rule_text(lab: &Lab, direction: &str, r: &SgRule) -> String {
+fn rule_text(lab: &Lab, direction: &str, r: &SgRule) -> String {
     let protocol = match r.protocol {
         Protocol::All => "all traffic",
         p => p.as_str(),
@@ -349,7 +346,7 @@ pub(super) fn rule_text(lab: &Lab, direction: &str, r: &SgRule) -> String {
 }
 
 fn security_groups(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
-    let rules = |lab: &Lab, sg: &crate::topology::SecurityGroup| -> Vec<(String, SgRule)> {
+    let rules = |lab: &Lab, sg: &SecurityGroup| -> Vec<(String, SgRule)> {
         let inbound = sg.inbound.iter().map(|r| ("inbound", r));
         let outbound = sg.outbound.iter().map(|r| ("outbound", r));
         inbound
@@ -373,8 +370,8 @@ fn security_groups(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
             let (before, after) = (rules(old, o), rules(new, n));
             let mut d: Vec<String> = edit(
                 "description",
-                format!("{:?}", o.description.as_deref().unwrap_or("")),
-                format!("{:?}", n.description.as_deref().unwrap_or("")),
+                quoted(&o.description),
+                quoted(&n.description),
             )
             .into_iter()
             .collect();
@@ -386,12 +383,10 @@ fn security_groups(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
                 let Some((_, was)) = before.iter().find(|(t, _)| t == text) else {
                     continue;
                 };
-                let description =
-                    |r: &SgRule| format!("{:?}", r.description.as_deref().unwrap_or(""));
                 d.extend(edit(
                     &format!("{text}: description"),
-                    description(was),
-                    description(r),
+                    quoted(&was.description),
+                    quoted(&r.description),
                 ));
                 d.extend(edit(&format!("{text}: type"), &was.label, &r.label));
             }
@@ -400,8 +395,13 @@ fn security_groups(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
     );
 }
 
-fn services(h: &InternetHost) -> Vec<&'static str> {
-    h.services.iter().map(|s| s.as_str()).collect()
+fn service_names(services: &[Service]) -> Vec<&'static str> {
+    services.iter().map(|s| s.as_str()).collect()
+}
+
+/// A description as the file writes it, quoted: it may be empty or hold commas.
+fn quoted(description: &Option<String>) -> String {
+    format!("{:?}", description.as_deref().unwrap_or(""))
 }
 
 fn internet_host_summary(h: &InternetHost) -> Vec<String> {
@@ -410,7 +410,7 @@ fn internet_host_summary(h: &InternetHost) -> Vec<String> {
         s.push("my ip".into());
     }
     if !h.services.is_empty() {
-        s.push(format!("services {}", services(h).join(" ")));
+        s.push(format!("services {}", service_names(&h.services).join(" ")));
     }
     s
 }
@@ -468,10 +468,11 @@ fn instances(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
                 &group_names(old, &o.security_groups),
                 &group_names(new, &n.security_groups),
             ));
-            let svc = |s: &[crate::topology::Service]| -> Vec<&'static str> {
-                s.iter().map(|s| s.as_str()).collect()
-            };
-            d.extend(list_edits("services", &svc(&o.services), &svc(&n.services)));
+            d.extend(list_edits(
+                "services",
+                &service_names(&o.services),
+                &service_names(&n.services),
+            ));
             d
         },
     );
@@ -545,24 +546,24 @@ fn databases(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
 
 /// What an expectation checks, which is all there is to it: an edited expectation is
 /// another expectation.
-pub(super) fn expectation_text(e: &Expectation) -> String {
+fn expectation_text(e: &Expectation) -> String {
     let mut s = format!("{} -> {}: {}", e.from, e.to, e.check.as_str());
     if let Some(port) = e.port {
         s.push_str(&format!(" {port}"));
     }
     s.push_str(match e.result {
-        crate::topology::Outcome::Ok => " ok",
-        crate::topology::Outcome::Blocked => " blocked",
+        Outcome::Ok => " ok",
+        Outcome::Blocked => " blocked",
     });
     if let Some(who) = &e.seen_as {
         s.push_str(&format!(" seen as {who}"));
     }
     if let Some(answer) = &e.answer {
         s.push_str(&match answer {
-            crate::topology::Answer::Private => " answer private".to_string(),
-            crate::topology::Answer::Public => " answer public".to_string(),
-            crate::topology::Answer::Primary => " answer primary".to_string(),
-            crate::topology::Answer::Address(ip) => format!(" answer {ip}"),
+            Answer::Private => " answer private".to_string(),
+            Answer::Public => " answer public".to_string(),
+            Answer::Primary => " answer primary".to_string(),
+            Answer::Address(ip) => format!(" answer {ip}"),
         });
     }
     s

@@ -13,7 +13,7 @@
 use crate::plan::{Address, Host, Netns, Plan, PolicyRule, Route, Sysctl, Veth, firewall};
 use crate::topology::Service;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlanDelta {
@@ -151,16 +151,43 @@ fn missing<T: PartialEq + Clone>(a: &[T], b: &[T]) -> Vec<T> {
     b.iter().filter(|x| !a.contains(x)).cloned().collect()
 }
 
-fn netns_delta(old: &Netns, new: &Netns) -> NetnsDelta {
+/// The links of one kept namespace that the delta deletes or (re)creates. The kernel
+/// deletes a device's addresses and routes with it, and a created device starts bare.
+#[derive(Default)]
+struct Links<'a> {
+    gone: BTreeSet<&'a str>,
+    fresh: BTreeSet<&'a str>,
+}
+
+impl Links<'_> {
+    /// New items the namespace lacks: those not there before, and all of a fresh link's.
+    fn to_add<T: PartialEq + Clone>(&self, old: &[T], new: &[T], dev: fn(&T) -> &str) -> Vec<T> {
+        new.iter()
+            .filter(|x| !old.contains(x) || self.fresh.contains(dev(x)))
+            .cloned()
+            .collect()
+    }
+
+    /// Old items to delete, except those a deleted link takes with it.
+    fn to_remove<T: PartialEq + Clone>(&self, old: &[T], new: &[T], dev: fn(&T) -> &str) -> Vec<T> {
+        old.iter()
+            .filter(|x| !new.contains(x) && !self.gone.contains(dev(x)))
+            .cloned()
+            .collect()
+    }
+}
+
+fn netns_delta(old: &Netns, new: &Netns, links: &Links) -> NetnsDelta {
     NetnsDelta {
         name: new.name.clone(),
         set_sysctls: missing(&old.sysctls, &new.sysctls),
         add_bridges: missing(&old.bridges, &new.bridges),
         remove_bridges: missing(&new.bridges, &old.bridges),
-        add_addresses: missing(&old.addresses, &new.addresses),
-        remove_addresses: missing(&new.addresses, &old.addresses),
-        add_routes: missing(&old.routes, &new.routes),
-        remove_routes: missing(&new.routes, &old.routes),
+        add_addresses: links.to_add(&old.addresses, &new.addresses, |a| &a.dev),
+        remove_addresses: links.to_remove(&old.addresses, &new.addresses, |a| &a.dev),
+        add_routes: links.to_add(&old.routes, &new.routes, |r| &r.dev),
+        remove_routes: links.to_remove(&old.routes, &new.routes, |r| &r.dev),
+        // Policy rules match an interface by name and outlive it, so links don't matter.
         add_rules: missing(&old.rules, &new.rules),
         remove_rules: missing(&new.rules, &old.rules),
         firewall: (old.firewall != new.firewall).then(|| match &new.firewall {
@@ -209,35 +236,49 @@ pub fn delta(old: &Plan, new: &Plan) -> PlanDelta {
         dns_changed: old.dns != new.dns,
         ..PlanDelta::default()
     };
+    let created: BTreeSet<&str> = d.create_namespaces.iter().map(String::as_str).collect();
+    let removed: BTreeSet<&str> = d.remove_namespaces.iter().map(String::as_str).collect();
+    let touches = |v: &Veth, set: &BTreeSet<&str>| {
+        set.contains(v.a.ns.as_str()) || set.contains(v.b.ns.as_str())
+    };
+    // Re-created too: a veth unchanged in the plan whose other end's namespace is new.
+    d.add_veths = new
+        .veths
+        .iter()
+        .filter(|v| !old.veths.contains(v) || touches(v, &created))
+        .cloned()
+        .collect();
+    // Deleting a namespace deletes its links, and a veth's two ends go together.
+    let ending: Vec<&Veth> = old
+        .veths
+        .iter()
+        .filter(|v| !new.veths.contains(v) || touches(v, &removed))
+        .collect();
+    d.remove_veths = ending
+        .iter()
+        .filter(|v| !touches(v, &removed))
+        .map(|v| (*v).clone())
+        .collect();
+
+    let mut links: BTreeMap<&str, Links> = BTreeMap::new();
+    for v in &ending {
+        for end in [&v.a, &v.b] {
+            links.entry(&end.ns).or_default().gone.insert(&end.name);
+        }
+    }
+    for v in &d.add_veths {
+        for end in [&v.a, &v.b] {
+            links.entry(&end.ns).or_default().fresh.insert(&end.name);
+        }
+    }
+    let unchanged_links = Links::default();
     for n in new.namespaces.iter().filter(|n| kept(n, old)) {
-        let changes = netns_delta(find(old, &n.name).expect("kept"), n);
+        let links = links.get(n.name.as_str()).unwrap_or(&unchanged_links);
+        let changes = netns_delta(find(old, &n.name).expect("kept"), n, links);
         if !changes.is_empty() {
             d.change_namespaces.push(changes);
         }
     }
-
-    let created: BTreeSet<&str> = d.create_namespaces.iter().map(String::as_str).collect();
-    let removed: BTreeSet<&str> = d.remove_namespaces.iter().map(String::as_str).collect();
-    d.add_veths = new
-        .veths
-        .iter()
-        .filter(|v| {
-            !old.veths.contains(v)
-                || created.contains(v.a.ns.as_str())
-                || created.contains(v.b.ns.as_str())
-        })
-        .cloned()
-        .collect();
-    d.remove_veths = old
-        .veths
-        .iter()
-        .filter(|v| {
-            !new.veths.contains(v)
-                && !removed.contains(v.a.ns.as_str())
-                && !removed.contains(v.b.ns.as_str())
-        })
-        .cloned()
-        .collect();
 
     // A host lives in its namespace: a replaced namespace is a replaced host.
     let host_kept = |h: &Host, other: &Plan| {

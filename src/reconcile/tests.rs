@@ -581,3 +581,60 @@ fn moving_my_ip_changes_the_rules_that_name_it() {
         "its hosts file names its address"
     );
 }
+
+#[test]
+fn a_replaced_internet_gateway_is_refused_and_its_links_come_back_whole() {
+    let old = builtin();
+    let new = edited(&[
+        ("    0.0.0.0/0: my-igw", "    0.0.0.0/0: my-igw-2"),
+        ("internet_gateway: my-igw", "internet_gateway: my-igw-2"),
+    ]);
+    let diff = changes(&old, &new);
+    assert_eq!(
+        lines(&diff),
+        [
+            "- internet gateway my-igw",
+            "~ route table public: route 0.0.0.0/0: my-igw -> my-igw-2",
+            "+ internet gateway my-igw-2",
+        ]
+    );
+    assert_eq!(diff.refusals.len(), 1);
+    assert!(
+        diff.refusals[0]
+            .message
+            .starts_with("cannot detach it while the VPC has public addresses (instance `web`, nat gateway `my-nat`)"),
+        "{}",
+        diff.refusals[0]
+    );
+
+    // The delta is still right, for when the refusal is lifted: the router's and the
+    // internet's ends of the gateway's links are deleted with the old gateway's namespace,
+    // so their addresses and routes are added again on the new links.
+    let (a, b) = plans(&old, &new);
+    let d = delta(&a, &b);
+    assert_eq!(d.remove_namespaces, [ns("my-igw")]);
+    assert_eq!(d.create_namespaces, [ns("my-igw-2")]);
+    assert_eq!(d.add_veths.len(), 2);
+    assert!(d.remove_veths.is_empty());
+    assert_eq!(
+        touched(&d),
+        [
+            ns("my-igw-2"),
+            ns("my-igw"),
+            ns("vpc-router"),
+            ns("internet")
+        ]
+    );
+    for n in &d.change_namespaces {
+        assert!(
+            !n.add_addresses.is_empty() && !n.add_routes.is_empty(),
+            "{n:?}"
+        );
+        assert!(n.add_addresses.iter().all(|a| a.dev == "to-igw"), "{n:?}");
+        assert!(n.add_routes.iter().all(|r| r.dev == "to-igw"), "{n:?}");
+        assert!(
+            n.remove_addresses.is_empty() && n.remove_routes.is_empty(),
+            "{n:?}"
+        );
+    }
+}
