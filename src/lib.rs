@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod lab;
 pub mod plan;
 pub mod probe;
+pub mod reconcile;
 pub mod services;
 pub mod topology;
 pub mod trace;

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 pub const EC2_TTL: u32 = 60;
 pub const ENDPOINT_TTL: u32 = 5;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsPlan {
     /// The Amazon-provided resolver at VPC base + 2 and 169.254.169.253.
     pub vpc: Resolver,
@@ -21,7 +21,7 @@ pub struct DnsPlan {
     pub internet: Resolver,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Resolver {
     pub ns: String,
     pub listen: Vec<Ipv4Addr>,

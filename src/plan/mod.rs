@@ -64,7 +64,7 @@ impl Role {
 }
 
 /// One network namespace and everything configured inside it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Netns {
     /// The kernel name under /run/netns: `vpclab-<lab>.<node>`.
     pub name: String,
@@ -88,13 +88,13 @@ pub struct Sysctl {
 
 /// A veth pair: created in `a.ns`, its peer created directly in `b.ns` (never in the
 /// host's namespace, not even for a moment).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Veth {
     pub a: VethEnd,
     pub b: VethEnd,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VethEnd {
     pub ns: String,
     pub name: String,
@@ -103,7 +103,7 @@ pub struct VethEnd {
 }
 
 /// An address on a device: `addr/prefix` with host bits kept (10.0.2.238/24).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Address {
     pub dev: String,
     pub addr: Ipv4Net,
@@ -115,7 +115,7 @@ pub fn route_table_id(i: usize) -> u32 {
     100 + i as u32
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {
     pub table: u32,
     pub dst: Ipv4Net,
@@ -124,7 +124,7 @@ pub struct Route {
 }
 
 /// `ip rule add priority P iif DEV lookup TABLE`
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyRule {
     pub priority: u32,
     pub iif: String,
@@ -142,7 +142,7 @@ pub struct ConsoleRouteTable {
 }
 
 /// A node that runs programs: its files and the services `up` starts on it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Host {
     pub node: String,
     pub ns: String,
