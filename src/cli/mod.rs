@@ -1,5 +1,6 @@
 //! Command-line wiring: one file per subcommand, no logic beyond calling the layers.
 
+mod apply;
 mod cidr;
 mod diagram;
 mod down;
@@ -49,6 +50,9 @@ enum Command {
     Diagram(diagram::Args),
     /// Build the lab for real: namespaces, links, route tables, NAT, security groups (root)
     Up(up::Args),
+    /// Change a running lab to match its edited file, making only the difference (root;
+    /// --dry-run shows it without root)
+    Apply(apply::Args),
     /// Remove a lab and everything it made; works after a crash and without the YAML (root)
     Down(down::Args),
     /// Show a running lab, checked against the kernel
@@ -91,6 +95,7 @@ pub fn run() -> ExitCode {
         Command::Cidr(a) => cidr::run(a),
         Command::Diagram(a) => diagram::run(a),
         Command::Up(a) => up::run(a),
+        Command::Apply(a) => apply::run(a),
         Command::Down(a) => down::run(a),
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),

@@ -103,7 +103,7 @@ pub fn restore(lab: &str, only: Option<&str>) -> Result<(Vec<String>, Vec<databa
     }
     let now = running(Some(lab))?;
     let was_down = |n: &str| back.iter().any(|b| b == n);
-    hosts::start_services(&now.lab, &now.plan, &dir, &was_down, &mut |p| {
+    hosts::start_services(&now.lab, &now.plan, &dir, &was_down, &[], &mut |p| {
         State::modify(lab, |st| {
             st.processes.push(p.clone());
             Ok(())

@@ -191,20 +191,8 @@ pub struct LiveNamespace {
 impl Kernel for Live {
     type Namespace = LiveNamespace;
 
-    /// Everything done inside one new namespace, on the thread that created it.
     fn create(&self, ns: &Netns) -> Result<()> {
-        netns::create_and(&ns.name, || {
-            let (early, late): (Vec<_>, Vec<_>) = ns
-                .sysctls
-                .iter()
-                .cloned()
-                .partition(|s| !sysctl::after_firewall(s));
-            sysctl::apply(&early)?;
-            if let Some(t) = &ns.firewall {
-                nft::apply_here(t)?;
-            }
-            sysctl::apply(&late)
-        })
+        create_namespace(ns)
     }
 
     fn open(&self, ns: &Netns) -> Result<LiveNamespace> {
@@ -282,6 +270,24 @@ impl Kernel for Live {
     ) -> impl Future<Output = Result<()>> {
         ns.nl.add_rule(priority, iif, table)
     }
+}
+
+/// Creates namespace `ns` and does everything that happens inside it before any link
+/// exists, on the thread that created it: sysctls (new links inherit the `default` ones),
+/// then its nftables ruleset, then the sysctls that must follow the ruleset.
+pub fn create_namespace(ns: &Netns) -> Result<()> {
+    netns::create_and(&ns.name, || {
+        let (early, late): (Vec<_>, Vec<_>) = ns
+            .sysctls
+            .iter()
+            .cloned()
+            .partition(|s| !sysctl::after_firewall(s));
+        sysctl::apply(&early)?;
+        if let Some(t) = &ns.firewall {
+            nft::apply_here(t)?;
+        }
+        sysctl::apply(&late)
+    })
 }
 
 /// Called after each namespace is created, with how many exist so far.

@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod capture;
 pub mod conntrack;
+pub mod edit;
 pub mod enter;
 #[cfg(test)]
 mod fake;

@@ -185,6 +185,100 @@ impl Netlink {
             .with_context(|| format!("add rule priority {priority} iif {iif} lookup {table}"))
     }
 
+    /// Brings a link up by name, enslaving it to the bridge `master` (by name) first when
+    /// given: for links whose index the kernel chose (an edit of a running lab).
+    pub async fn up_by_name(&self, name: &str, master: Option<&str>) -> Result<()> {
+        let index = self.index_of(name).await?;
+        let master = match master {
+            Some(m) => Some(self.index_of(m).await?),
+            None => None,
+        };
+        self.up(index, name, master).await
+    }
+
+    /// Deletes a link; deleting one end of a veth pair deletes its peer too.
+    pub async fn del_link(&self, name: &str) -> Result<()> {
+        let index = self.index_of(name).await?;
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .with_context(|| format!("delete link {name}"))
+    }
+
+    pub async fn del_address(&self, dev: &str, addr: ipnet::Ipv4Net) -> Result<()> {
+        use futures::TryStreamExt;
+        let index = self.index_of(dev).await?;
+        let mut found = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(IpAddr::V4(addr.addr()))
+            .set_prefix_length_filter(addr.prefix_len())
+            .execute();
+        while let Some(msg) = found
+            .try_next()
+            .await
+            .with_context(|| format!("find address {addr} on {dev}"))?
+        {
+            self.handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .with_context(|| format!("delete address {addr} on {dev}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn del_route(
+        &self,
+        table: u32,
+        dst: ipnet::Ipv4Net,
+        via: Option<Ipv4Addr>,
+        dev: &str,
+    ) -> Result<()> {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst.network(), dst.prefix_len())
+            .table_id(table);
+        if let Some(gw) = via {
+            b = b.gateway(gw);
+        }
+        let via_s = via.map(|v| format!(" via {v}")).unwrap_or_default();
+        self.handle
+            .route()
+            .del(b.build())
+            .execute()
+            .await
+            .with_context(|| format!("delete route {dst}{via_s} dev {dev} table {table}"))
+    }
+
+    pub async fn del_rule(&self, priority: u32, iif: &str, table: u32) -> Result<()> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::rule::RuleAttribute;
+        let mut rules = self.handle.rule().get(rtnetlink::IpVersion::V4).execute();
+        while let Some(msg) = rules.try_next().await.context("list policy rules")? {
+            let matches = msg.attributes.contains(&RuleAttribute::Priority(priority))
+                && msg
+                    .attributes
+                    .contains(&RuleAttribute::Iifname(iif.to_string()));
+            if matches {
+                return self
+                    .handle
+                    .rule()
+                    .del(msg)
+                    .execute()
+                    .await
+                    .with_context(|| {
+                        format!("delete rule priority {priority} iif {iif} lookup {table}")
+                    });
+            }
+        }
+        Ok(())
+    }
+
     /// `ip route get DST from SRC iif DEV`: the route the kernel picks for a packet that
     /// arrives on interface `iif` (for `trace`, to confirm a missing route).
     pub async fn route_get_input(

@@ -242,6 +242,24 @@ pub fn replace_here(t: &Table) -> Result<()> {
     run_nft(&replacement(t))
 }
 
+/// Deletes the lab table of `family` in the calling thread's network namespace, if any.
+pub fn delete_here(family_: Family) -> Result<()> {
+    let table = || {
+        NfListObject::Table(schema::Table {
+            family: family(family_),
+            name: TABLE.into(),
+            ..Default::default()
+        })
+    };
+    run_nft(&Nftables {
+        objects: Cow::Owned(vec![
+            // `add` of an existing table is a no-op, so the `delete` can't fail.
+            NfObject::CmdObject(schema::NfCmd::Add(table())),
+            NfObject::CmdObject(schema::NfCmd::Delete(table())),
+        ]),
+    })
+}
+
 /// One transaction that deletes the lab table and adds it anew: packets see the old
 /// rules or the new ones, never none.
 fn replacement(t: &Table) -> Nftables<'static> {

@@ -49,6 +49,17 @@ fn ensure_host(h: &Host, dir: &Path) -> Result<()> {
     write_host(h, dir).with_context(|| format!("prepare the files of {}", h.node))
 }
 
+/// Writes a host's own files (resolv.conf, hosts, hostname) again: an edit changed them.
+/// Bind mounts keep pointing at the same files, so the host sees the new content at once.
+pub fn rewrite_host_files(h: &Host, state_dir: &Path) -> Result<()> {
+    let dir = host_dir(state_dir, &h.node);
+    if !dir.join("etc").join("hostname").exists() {
+        // Never used yet: it gets its files when something first runs on it.
+        return Ok(());
+    }
+    write_host(h, &dir).with_context(|| format!("rewrite the files of {}", h.node))
+}
+
 fn write_host(h: &Host, dir: &Path) -> Result<()> {
     let etc = dir.join("etc");
     for sub in ["etc", "home", "log", "tmp"] {
@@ -68,16 +79,20 @@ fn write_host(h: &Host, dir: &Path) -> Result<()> {
 
 /// Prepares and starts the services of the nodes `which` picks, handing each process to
 /// `record` (the state file) as soon as it exists, then waits until all of them listen.
+///
+/// `running` lists the programs (node, program) that already run and are left alone: an
+/// edit that adds https to a host running sshd restarts nginx only.
 pub fn start_services(
     lab: &crate::topology::Lab,
     plan: &Plan,
     state_dir: &Path,
     which: &dyn Fn(&str) -> bool,
+    running: &[(String, String)],
     record: &mut dyn FnMut(&Proc) -> Result<()>,
 ) -> Result<Vec<services::Spec>> {
-    let specs: Vec<services::Spec> = prepare(lab, plan, state_dir)?
+    let specs: Vec<services::Spec> = prepare(lab, plan, state_dir, which)?
         .into_iter()
-        .filter(|s| which(&s.node))
+        .filter(|s| !running.contains(&(s.node.clone(), s.what.to_string())))
         .collect();
     let mut started = Vec::new();
     for spec in specs {
@@ -95,12 +110,13 @@ fn prepare(
     lab: &crate::topology::Lab,
     plan: &Plan,
     state_dir: &Path,
+    which: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<services::Spec>> {
     let account = services::users_account(state_dir)?;
     let hosts: Vec<&Host> = plan
         .hosts
         .iter()
-        .filter(|h| !h.services.is_empty())
+        .filter(|h| !h.services.is_empty() && which(&h.node))
         .collect();
     let per_host: Vec<Result<Vec<services::Spec>>> = std::thread::scope(|s| {
         let jobs: Vec<_> = hosts

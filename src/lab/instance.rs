@@ -90,7 +90,7 @@ pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
     let ns = now.plan.netns(name).context("no namespace")?;
     kernel::restore_link(ns, HOST_IF)?;
     let dir = state::dir(&now.lab.name);
-    hosts::start_services(&now.lab, &now.plan, &dir, &|n| n == name, &mut |p| {
+    hosts::start_services(&now.lab, &now.plan, &dir, &|n| n == name, &[], &mut |p| {
         State::modify(&now.lab.name, |st| {
             st.processes.push(p.clone());
             Ok(())

@@ -2,6 +2,7 @@
 //! The kernel work itself is in `kernel`; this layer decides what to do, in which order,
 //! records it in the state dir, and rolls back on failure.
 
+pub mod apply;
 pub mod control;
 pub mod database;
 pub mod down;

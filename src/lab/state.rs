@@ -50,6 +50,9 @@ pub struct State {
     /// is now (stopped instances, new public IPs, which database server is primary).
     #[serde(default)]
     pub runtime: Runtime,
+    /// An `apply` recorded a new `yaml` and has not finished making the kernel match it.
+    #[serde(default)]
+    pub applying: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

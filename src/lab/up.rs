@@ -51,7 +51,7 @@ pub fn require_root(what: &str) -> Result<()> {
     Ok(())
 }
 
-fn checkpoint(name: &str) -> Result<()> {
+pub(crate) fn checkpoint(name: &str) -> Result<()> {
     let Ok(fault) = std::env::var(FAULT_ENV) else {
         return Ok(());
     };
@@ -112,6 +112,7 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
                 databases_off: !opts.databases,
                 ..Default::default()
             },
+            applying: false,
         };
         st.save()?;
         checkpoint("state")?;
@@ -212,7 +213,7 @@ fn start_services(
     progress.start("services");
     let keys = services::key_pairs(lab, dir)?;
     checkpoint("services")?;
-    let started = hosts::start_services(lab, plan, dir, &|_| true, &mut |p| {
+    let started = hosts::start_services(lab, plan, dir, &|_| true, &[], &mut |p| {
         st.processes.push(p.clone());
         st.save()
     })?;
