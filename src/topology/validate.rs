@@ -2,14 +2,18 @@
 //! pinned to its line and column with a hint, and a `Lab` is built only when none is an
 //! error. Addresses written as `auto` are allocated here, deterministically.
 
-use super::aws::{self, is_rfc1918, reserved_reason, rule_type, stable_hash};
+use super::aws::{
+    self, endpoint_id, is_rfc1918, overlaps, reserved_reason, rule_type, special_block,
+    stable_hash, usable_range,
+};
 use super::diag::Diagnostics;
 use super::file::{self, LabFile, S, Scalar};
 use super::model::*;
 use super::well_known::{INTERNET_RESOLVER, RESERVED_NODE_NAMES, host_block};
+use super::{LAB_NAME_HINT, check_lab_name};
 use ipnet::Ipv4Net;
 use serde_saphyr::Location;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 const DEFAULT_PUBLIC_POOL: &str = "198.51.100.0/24";
@@ -1945,25 +1949,6 @@ impl Validator {
     }
 }
 
-fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
-}
-
-/// The special-purpose range `net` overlaps, with why it can't be used, if any.
-pub fn special_block(net: Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
-    const SPECIAL: &[(&str, &str)] = &[
-        ("0.0.0.0/8", "the \"this network\" range"),
-        ("127.0.0.0/8", "the loopback range"),
-        ("169.254.0.0/16", "the link-local range"),
-        ("224.0.0.0/4", "the multicast range"),
-        ("240.0.0.0/4", "the reserved range"),
-    ];
-    SPECIAL.iter().find_map(|(b, why)| {
-        let b: Ipv4Net = b.parse().unwrap();
-        overlaps(b, net).then_some((b, *why))
-    })
-}
-
 /// Hands out `auto` addresses in file order: private ones from each subnet's first
 /// usable address (.4) up, public ones from the pool's tenth address up.
 struct Allocator {
@@ -2042,74 +2027,6 @@ struct InstPending {
     key_pair: Option<String>,
     sgs: Vec<usize>,
     services: Vec<Service>,
-}
-
-const LAB_NAME_HINT: &str = "use 1-20 lowercase letters, digits and `-`, starting with a letter";
-
-/// Lab names become part of every namespace name, so they are short and plain.
-pub fn check_lab_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 20 {
-        return Err("it must be 1 to 20 characters");
-    }
-    if !name.chars().next().unwrap().is_ascii_lowercase() {
-        return Err("it must start with a lowercase letter");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err("it may contain only lowercase letters, digits and `-`");
-    }
-    Ok(())
-}
-
-/// The 12-character id in RDS endpoints (per account and region on AWS; per lab here).
-pub fn endpoint_id(lab: &str) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut h = stable_hash(&["rds-endpoint", lab]);
-    let mut out = String::from("c"); // RDS ids start with a letter
-    for _ in 0..11 {
-        out.push(ALPHABET[(h % 36) as usize] as char);
-        h /= 36;
-        if h == 0 {
-            h = stable_hash(&[&out]);
-        }
-    }
-    out
-}
-
-/// "10.0.2.4 to 10.0.2.254" for a subnet.
-pub fn usable_range(net: Ipv4Net) -> String {
-    let first = offset(net.network(), 4);
-    let last = Ipv4Addr::from(u32::from(net.broadcast()) - 1);
-    format!("{first} to {last}")
-}
-
-/// Addresses per subnet in `BTreeMap` order, used by tests and the plan's summary.
-#[allow(dead_code, reason = "API for the plan's summary and tests")]
-pub fn private_ips_by_subnet(lab: &Lab) -> BTreeMap<String, Vec<(Ipv4Addr, String)>> {
-    let mut out: BTreeMap<String, Vec<(Ipv4Addr, String)>> = BTreeMap::new();
-    for i in &lab.instances {
-        out.entry(lab.subnets[i.subnet].name.clone())
-            .or_default()
-            .push((i.private_ip, i.name.clone()));
-    }
-    for n in &lab.nat_gateways {
-        out.entry(lab.subnets[n.subnet].name.clone())
-            .or_default()
-            .push((n.private_ip, n.name.clone()));
-    }
-    for d in &lab.databases {
-        for n in d.nodes() {
-            out.entry(lab.subnets[n.subnet].name.clone())
-                .or_default()
-                .push((n.private_ip, n.name.clone()));
-        }
-    }
-    for v in out.values_mut() {
-        v.sort();
-    }
-    out
 }
 
 #[cfg(test)]
