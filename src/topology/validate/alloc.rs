@@ -1,0 +1,87 @@
+//! The addresses written as `auto`, handed out once every fixed one is known.
+
+use super::Validator;
+use crate::topology::model::Subnet;
+use crate::topology::well_known::INTERNET_RESOLVER;
+use ipnet::Ipv4Net;
+use serde_saphyr::Location;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// First host offset handed out from the public pool (198.51.100.10, as in the docs).
+const PUBLIC_POOL_START: u32 = 10;
+
+/// Hands out `auto` addresses in file order: private ones from each subnet's first
+/// usable address (.4) up, public ones from the pool's tenth address up.
+pub(super) struct Allocator {
+    next_private: HashMap<Ipv4Net, u32>,
+    pool: Ipv4Net,
+    pool_cursor: u32,
+    public_used: HashSet<Ipv4Addr>,
+}
+
+impl Allocator {
+    pub(super) fn new(pool: Ipv4Net, internet: impl Iterator<Item = Ipv4Addr>) -> Self {
+        let mut public_used: HashSet<Ipv4Addr> = internet.collect();
+        public_used.insert(INTERNET_RESOLVER);
+        Allocator {
+            next_private: HashMap::new(),
+            pool,
+            pool_cursor: u32::from(pool.network()) + PUBLIC_POOL_START,
+            public_used,
+        }
+    }
+
+    /// Takes a fixed public address (an Elastic IP's); false when it is already taken.
+    pub(super) fn claim_public(&mut self, ip: Ipv4Addr) -> bool {
+        self.public_used.insert(ip)
+    }
+
+    pub(super) fn private(
+        &mut self,
+        v: &mut Validator,
+        s: &Subnet,
+        owner: &str,
+        at: Location,
+    ) -> Ipv4Addr {
+        let last = u32::from(s.cidr.broadcast()) - 1;
+        let cursor = self
+            .next_private
+            .entry(s.cidr)
+            .or_insert(u32::from(s.cidr.network()) + 4);
+        while *cursor <= last && v.used_ips.contains_key(&Ipv4Addr::from(*cursor)) {
+            *cursor += 1;
+        }
+        if *cursor > last {
+            v.err(
+                at,
+                format!("subnet `{}` ({}) has no free address left", s.name, s.cidr),
+                "use a larger subnet (a smaller prefix length)",
+            );
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let ip = Ipv4Addr::from(*cursor);
+        v.used_ips.insert(ip, owner.to_string());
+        ip
+    }
+
+    pub(super) fn public(&mut self, v: &mut Validator, at: Location) -> Ipv4Addr {
+        let last = u32::from(self.pool.broadcast()) - 1;
+        while self.pool_cursor <= last
+            && self.public_used.contains(&Ipv4Addr::from(self.pool_cursor))
+        {
+            self.pool_cursor += 1;
+        }
+        if self.pool_cursor > last {
+            v.err(
+                at,
+                format!("the public IP pool {} has no free address left", self.pool),
+                "use a larger `public_ip_pool`",
+            );
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let ip = Ipv4Addr::from(self.pool_cursor);
+        self.public_used.insert(ip);
+        ip
+    }
+}
