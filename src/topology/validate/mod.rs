@@ -3,8 +3,7 @@
 //! error. Addresses written as `auto` are allocated here, deterministically.
 
 use super::aws::{
-    self, endpoint_id, is_rfc1918, overlaps, reserved_reason, special_block, stable_hash,
-    usable_range,
+    self, endpoint_id, overlaps, reserved_reason, special_block, stable_hash, usable_range,
 };
 use super::diag::Diagnostics;
 use super::file::{self, LabFile, S, Scalar};
@@ -18,13 +17,12 @@ use std::net::Ipv4Addr;
 
 mod alloc;
 mod expect;
+mod network;
 mod security_groups;
 #[cfg(test)]
 mod testing;
 
 use alloc::Allocator;
-
-const DEFAULT_PUBLIC_POOL: &str = "198.51.100.0/24";
 
 pub struct Options {
     /// The lab name to use instead of the file's `name:` (from `--name`).
@@ -296,165 +294,11 @@ impl Validator {
         // Every name a probe can point at (`from:`/`to:`) shares one table.
         let mut nodes: Vec<NodeDef> = Vec::new();
 
-        // VPC
-        let mut vpc_cidr = self.cidr(&f.vpc.cidr, "VPC CIDR");
-        if let Some(net) = vpc_cidr {
-            // A VPC of the wrong size is reported once; its subnets are not also reported
-            // as outside it (a /29 VPC can't hold any subnet).
-            if !self.block_size(&f.vpc.cidr, net, "VPC")
-                || !self.special_range(&f.vpc.cidr, net, "VPC CIDR")
-            {
-                vpc_cidr = None;
-            } else if !is_rfc1918(net) {
-                self.d.warning(
-                    loc(&f.vpc.cidr),
-                    format!("VPC CIDR {net} is outside the RFC 1918 private ranges"),
-                    "AWS recommends 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16: a public range can collide with real internet addresses",
-                );
-            }
-        }
-        let vpc = Vpc {
-            name: f.vpc.name.value.clone(),
-            cidr: vpc_cidr.unwrap_or_else(|| "10.0.0.0/16".parse().unwrap()),
-        };
-
-        let pool = match &f.public_ip_pool {
-            Some(s) => self
-                .cidr(s, "public IP pool")
-                .filter(|p| self.special_range(s, *p, "public IP pool")),
-            None => Some(DEFAULT_PUBLIC_POOL.parse().unwrap()),
-        };
-        if let (Some(p), Some(v), Some(s)) = (pool, vpc_cidr, &f.public_ip_pool)
-            && (p.contains(&v.network()) || v.contains(&p.network()))
-        {
-            self.err(
-                loc(s),
-                format!("public IP pool {p} overlaps the VPC CIDR {v}"),
-                "public addresses must come from outside the VPC, e.g. 198.51.100.0/24 (RFC 5737)",
-            );
-        }
-
-        // Internet gateway (a name only, but it must be unique among resources)
-        let igw = f.internet_gateway.as_ref().map(|s| {
-            self.node_name(s, "internet gateway", &mut nodes);
-            s.value.clone()
-        });
-
-        // Elastic IPs: names now, addresses after fixed ones are known.
-        let nat_names: HashSet<&str> = f.nat_gateways.keys().map(|k| k.value.as_str()).collect();
-
-        // Route tables
-        let (route_tables, rt_index) = self.route_tables(f, vpc_cidr, igw.as_deref(), &nat_names);
-
-        // Subnets
-        let mut subnets = Vec::new();
-        let mut subnet_index = HashMap::new();
-        let mut subnet_names = NameTable::new("subnet");
-        let mut taken_blocks: Vec<(Ipv4Net, String)> = Vec::new();
-        // Subnets whose route table is misnamed: whether they are public is unknown, so
-        // nothing that depends on it is reported.
-        let mut rt_unknown: HashSet<usize> = HashSet::new();
-        for (key, s) in &f.subnets {
-            self.unique(key, "subnet", &mut subnet_names);
-            if let Some(azs) = &region_azs
-                && !azs.contains(&s.az.value)
-            {
-                self.err(
-                    loc(&s.az),
-                    format!(
-                        "availability zone `{}` is not in region `{region}`",
-                        s.az.value
-                    ),
-                    format!("{region} has {}", azs.join(", ")),
-                );
-            }
-            let Some(cidr) = self.cidr(&s.cidr, "subnet CIDR") else {
-                continue;
-            };
-            // A subnet of the wrong size is reported once and left out, so it isn't also
-            // reported as outside the VPC or overlapping its neighbours.
-            if !self.block_size(&s.cidr, cidr, "subnet") {
-                continue;
-            }
-            if let Some(v) = vpc_cidr
-                && !v.contains(&cidr)
-            {
-                self.err(
-                    loc(&s.cidr),
-                    format!(
-                        "subnet `{}` ({cidr}) is not inside the VPC CIDR {v}",
-                        key.value
-                    ),
-                    format!("a subnet's block must be carved out of {v}"),
-                );
-            }
-            if let Some((_, other)) = taken_blocks
-                .iter()
-                .find(|(b, _)| b.contains(&cidr.network()) || cidr.contains(&b.network()))
-            {
-                self.err(
-                    loc(&s.cidr),
-                    format!("subnet `{}` ({cidr}) overlaps subnet `{other}`", key.value),
-                    "subnets of a VPC must not overlap; `vpclab cidr split` lists free blocks",
-                );
-            }
-            taken_blocks.push((cidr, key.value.clone()));
-            let route_table = match &s.route_table {
-                None => 0, // the main route table: local only
-                Some(rt) => match rt_index.get(rt.value.as_str()) {
-                    Some(i) => *i,
-                    None => {
-                        self.err(
-                            loc(rt),
-                            format!("route table `{}` is not defined", rt.value),
-                            format!(
-                                "defined route tables: {}",
-                                quoted_list(f.route_tables.keys().map(|k| k.value.as_str()))
-                            ),
-                        );
-                        rt_unknown.insert(subnets.len());
-                        0
-                    }
-                },
-            };
-            subnet_index.insert(key.value.clone(), subnets.len());
-            let public = route_tables[route_table].routes.iter().any(|r| {
-                r.destination.prefix_len() == 0
-                    && matches!(r.target, RouteTarget::InternetGateway(_))
-            });
-            subnets.push(Subnet {
-                name: key.value.clone(),
-                az: s.az.value.clone(),
-                cidr,
-                route_table,
-                public,
-            });
-        }
-        if f.subnets.is_empty() {
-            self.err(
-                loc(&f.region),
-                "the lab has no subnets",
-                "add a `subnets:` map, e.g. `public-2a: { az: ap-northeast-2a, cidr: 10.0.0.0/24, route_table: public }`",
-            );
-        }
-        let subnet_ref = |v: &mut Self, s: &S<String>| -> Option<usize> {
-            match subnet_index.get(&s.value) {
-                Some(i) => Some(*i),
-                None => {
-                    if !subnet_names.names.contains_key(&s.value) {
-                        v.err(
-                            loc(s),
-                            format!("subnet `{}` is not defined", s.value),
-                            format!(
-                                "defined subnets: {}",
-                                quoted_list(f.subnets.keys().map(|k| k.value.as_str()))
-                            ),
-                        );
-                    }
-                    None
-                }
-            }
-        };
+        let net = self.network(f, region_azs.as_deref(), &mut nodes);
+        let subnet_ref = |v: &mut Self, s: &S<String>| v.subnet_ref(f, &net, s);
+        let subnets = &net.subnets;
+        let vpc_cidr = net.vpc_cidr;
+        let pool = net.pool;
 
         // Key pairs
         let mut key_names = NameTable::new("key pair");
@@ -531,8 +375,7 @@ impl Validator {
             self.node_name(key, "NAT gateway", &mut nodes);
             let subnet = subnet_ref(self, &n.subnet);
             if let Some(si) = subnet
-                && !subnets[si].public
-                && !rt_unknown.contains(&si)
+                && net.is_known_private(si)
             {
                 self.err(
                     loc(&n.subnet),
@@ -609,8 +452,7 @@ impl Validator {
                 },
             };
             if let (Some(si), PublicPending::Auto | PublicPending::Elastic(_)) = (subnet, &public)
-                && !subnets[si].public
-                && !rt_unknown.contains(&si)
+                && net.is_known_private(si)
             {
                 self.d.warning(
                     loc(i.public_ip.as_ref().unwrap()),
@@ -779,12 +621,12 @@ impl Validator {
                 sg_refs(self, &db.security_groups)
             };
             let placement =
-                group.and_then(|g| self.db_placement(db, key, &groups[g], &subnets, multi_az));
+                group.and_then(|g| self.db_placement(db, key, &groups[g], subnets, multi_az));
             db_pending.push((key, db, group, multi_az, port, sgs, placement));
         }
 
         // Elastic IPs: fixed ones are claimed now so auto ones never collide with them.
-        let pool = pool.unwrap_or_else(|| DEFAULT_PUBLIC_POOL.parse().unwrap());
+        let pool = net.public_pool();
         let mut alloc = Allocator::new(pool, internet_ips.keys().copied());
         let mut eip_fixed: Vec<Option<Ipv4Addr>> = Vec::new();
         for (key, val) in &f.elastic_ips {
@@ -792,10 +634,10 @@ impl Validator {
             let fixed = if val.value.0 == "auto" {
                 None
             } else if let Some(ip) = self.ip(val, "Elastic IP") {
-                if vpc.cidr.contains(&ip) {
+                if net.vpc.cidr.contains(&ip) {
                     self.err(
                         loc(val),
-                        format!("Elastic IP {ip} is inside the VPC CIDR {}", vpc.cidr),
+                        format!("Elastic IP {ip} is inside the VPC CIDR {}", net.vpc.cidr),
                         format!("an Elastic IP is public: pick one from {pool}"),
                     );
                 } else if !alloc.claim_public(ip) {
@@ -982,11 +824,11 @@ impl Validator {
             name,
             description: f.description.clone(),
             region,
-            vpc,
+            vpc: net.vpc,
             public_ip_pool: pool,
-            subnets,
-            route_tables,
-            internet_gateway: igw,
+            subnets: net.subnets,
+            route_tables: net.route_tables,
+            internet_gateway: net.internet_gateway,
             elastic_ips,
             nat_gateways,
             key_pairs: f.key_pairs.iter().map(|k| k.value.clone()).collect(),
@@ -1027,49 +869,6 @@ impl Validator {
             }
         }
         name
-    }
-
-    /// AWS's block sizes, /16 to /28; false (after reporting) when outside them.
-    fn block_size(&mut self, s: &S<Scalar>, net: Ipv4Net, what: &str) -> bool {
-        let p = net.prefix_len();
-        let ok = (16..=28).contains(&p);
-        if !ok {
-            self.err(
-                loc(s),
-                if p < 16 {
-                    format!("{what} CIDR {net} is larger than /16, the largest block AWS allows")
-                } else {
-                    format!("{what} CIDR {net} is smaller than /28, the smallest block AWS allows")
-                },
-                format!(
-                    "AWS allows {what} blocks from /16 (65,536 addresses) to /28 (16 addresses)"
-                ),
-            );
-        }
-        ok
-    }
-
-    /// Blocks that can't be a VPC or a public pool: AWS refuses them, and vpclab's own
-    /// links use 169.254.0.0/16. False (after reporting) when `net` overlaps one.
-    fn special_range(&mut self, s: &S<Scalar>, net: Ipv4Net, what: &str) -> bool {
-        match special_block(net) {
-            Some((block, why)) => {
-                self.err(
-                    loc(s),
-                    format!(
-                        "{what} {net} {} {why} {block}",
-                        if block.contains(&net.network()) && block.prefix_len() <= net.prefix_len() {
-                            "is in"
-                        } else {
-                            "overlaps"
-                        }
-                    ),
-                    "AWS refuses these ranges and vpclab's own links use 169.254.0.0/16; use a private range for a VPC (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16) and RFC 5737 documentation blocks for public addresses",
-                );
-                false
-            }
-            None => true,
-        }
     }
 
     fn internet_ip(
@@ -1197,109 +996,6 @@ impl Validator {
         } else {
             users.insert(eip.value.clone(), (loc(eip), user.to_string()));
         }
-    }
-
-    fn route_tables(
-        &mut self,
-        f: &LabFile,
-        vpc: Option<Ipv4Net>,
-        igw: Option<&str>,
-        nat_names: &HashSet<&str>,
-    ) -> (Vec<RouteTable>, HashMap<String, usize>) {
-        let vpc_net = vpc.unwrap_or_else(|| "10.0.0.0/16".parse().unwrap());
-        let local = Route {
-            destination: vpc_net,
-            target: RouteTarget::Local,
-        };
-        // Index 0 is the VPC's main route table, used by subnets that name none.
-        let mut tables = vec![RouteTable {
-            name: "main".into(),
-            routes: vec![local.clone()],
-        }];
-        let mut index = HashMap::new();
-        let nat_list: Vec<&str> = f.nat_gateways.keys().map(|k| k.value.as_str()).collect();
-        for (key, routes) in &f.route_tables {
-            if key.value == "main" {
-                self.err(
-                    loc(key),
-                    "route table name `main` is reserved",
-                    "`main` is the VPC's main route table (local route only), used by subnets that name no route table",
-                );
-                continue;
-            }
-            let mut table = RouteTable {
-                name: key.value.clone(),
-                routes: vec![local.clone()],
-            };
-            for (dest, target) in routes {
-                let dest_s = S {
-                    value: Scalar(dest.value.clone()),
-                    referenced: dest.referenced,
-                    defined: dest.defined,
-                };
-                let Some(net) = self.cidr(&dest_s, "route destination") else {
-                    continue;
-                };
-                let t = target.value.0.as_str();
-                // With a VPC CIDR that is itself wrong, routes are not checked against it.
-                let vpc_known = vpc.is_some();
-                if net == vpc_net && vpc_known {
-                    if t != "local" {
-                        self.err(
-                            loc(target),
-                            format!("the VPC's own block {net} must route to `local`, not `{t}`"),
-                            "AWS adds `local` for the VPC CIDR to every route table and it can't be changed",
-                        );
-                    }
-                    continue;
-                }
-                if t == "local" && vpc_known {
-                    self.err(
-                        loc(target),
-                        format!(
-                            "`local` is only the target of the VPC CIDR {vpc_net}, not of {net}"
-                        ),
-                        "route other destinations to the internet gateway or a NAT gateway",
-                    );
-                    continue;
-                }
-                if vpc_known
-                    && net.prefix_len() >= vpc_net.prefix_len()
-                    && vpc_net.contains(&net.network())
-                {
-                    self.err(
-                        loc(dest),
-                        format!("route destination {net} overlaps the VPC CIDR {vpc_net}"),
-                        "traffic inside the VPC always takes the `local` route",
-                    );
-                    continue;
-                }
-                let target = if t == "local" {
-                    continue; // reported above unless the VPC CIDR is unknown
-                } else if Some(t) == igw {
-                    RouteTarget::InternetGateway(t.to_string())
-                } else if nat_names.contains(t) {
-                    RouteTarget::NatGateway(nat_list.iter().position(|n| *n == t).unwrap())
-                } else {
-                    let mut known = vec!["local"];
-                    known.extend(igw);
-                    known.extend(nat_list.iter().copied());
-                    self.err(
-                        loc(target),
-                        format!("route target `{t}` is not `local`, the internet gateway or a NAT gateway"),
-                        format!("known targets: {}", quoted_list(known)),
-                    );
-                    continue;
-                };
-                table.routes.push(Route {
-                    destination: net,
-                    target,
-                });
-            }
-            index.insert(key.value.clone(), tables.len());
-            tables.push(table);
-        }
-        (tables, index)
     }
 
     fn master_username(&mut self, u: &S<String>) {
@@ -1546,50 +1242,6 @@ mod tests {
             "Elastic IP 192.0.2.99 is on the /24 of internet host `stranger` (192.0.2.0/24)"
         );
         assert_eq!((line, col), pos(&text, "my-nat-eip: 192", "192"));
-    }
-
-    #[test]
-    fn a_vpc_of_the_wrong_size_or_range_is_reported_once() {
-        for (cidr, msg) in [
-            (
-                "10.0.0.0/29",
-                "VPC CIDR 10.0.0.0/29 is smaller than /28, the smallest block AWS allows",
-            ),
-            (
-                "10.0.0.0/8",
-                "VPC CIDR 10.0.0.0/8 is larger than /16, the largest block AWS allows",
-            ),
-            (
-                "169.254.0.0/16",
-                "VPC CIDR 169.254.0.0/16 is in the link-local range 169.254.0.0/16",
-            ),
-        ] {
-            let text = edit("cidr: 10.0.0.0/16", &format!("cidr: {cidr}"));
-            let (line, col, m) = one_error(&text);
-            assert_eq!(m, msg);
-            assert_eq!((line, col), pos(&text, &format!("cidr: {cidr}"), cidr));
-        }
-    }
-
-    #[test]
-    fn a_subnet_of_the_wrong_size_is_reported_once() {
-        let text = edit("cidr: 10.0.0.0/24", "cidr: 10.0.0.0/15");
-        let (_, _, m) = one_error(&text);
-        assert_eq!(
-            m,
-            "subnet CIDR 10.0.0.0/15 is larger than /16, the largest block AWS allows"
-        );
-    }
-
-    #[test]
-    fn a_misnamed_route_table_does_not_make_the_nat_subnet_private() {
-        let text = edit(
-            "cidr: 10.0.0.0/24, route_table: public",
-            "cidr: 10.0.0.0/24, route_table: pubic",
-        );
-        let (line, col, m) = one_error(&text);
-        assert_eq!(m, "route table `pubic` is not defined");
-        assert_eq!((line, col), pos(&text, "route_table: pubic", "pubic"));
     }
 
     #[test]
