@@ -11,6 +11,13 @@ use std::net::Ipv4Addr;
 /// First host offset handed out from the public pool (198.51.100.10, as in the docs).
 const PUBLIC_POOL_START: u32 = 10;
 
+/// An address as the file gives it: fixed (checked, and claimed if private), or `auto`.
+#[derive(Clone, Copy)]
+pub(super) enum Address {
+    Fixed(Ipv4Addr),
+    Auto,
+}
+
 /// Hands out `auto` addresses in file order: private ones from each subnet's first
 /// usable address (.4) up, public ones from the pool's tenth address up.
 pub(super) struct Allocator {
@@ -37,13 +44,18 @@ impl Allocator {
         self.public_used.insert(ip)
     }
 
+    /// The private address of `owner` in subnet `s`: its fixed one, or the next free one.
     pub(super) fn private(
         &mut self,
         v: &mut Validator,
+        address: Address,
         s: &Subnet,
         owner: &str,
         at: Location,
     ) -> Ipv4Addr {
+        if let Address::Fixed(ip) = address {
+            return ip;
+        }
         let last = u32::from(s.cidr.broadcast()) - 1;
         let cursor = self
             .next_private
@@ -65,6 +77,7 @@ impl Allocator {
         ip
     }
 
+    /// The next free address of the pool.
     pub(super) fn public(&mut self, v: &mut Validator, at: Location) -> Ipv4Addr {
         let last = u32::from(self.pool.broadcast()) - 1;
         while self.pool_cursor <= last

@@ -7,6 +7,23 @@ use crate::topology::model::{Answer, Check, Expectation, Lab, NodeRef, Outcome, 
 use std::net::Ipv4Addr;
 
 impl Validator {
+    /// The expectations of a lab with errors: their shape and names, as far as the file
+    /// allows without a built lab.
+    pub(super) fn expectations_without_lab(&mut self, f: &LabFile) {
+        for e in &f.expect {
+            self.expect_shape(&e.value);
+            self.expect_names(&e.value, f);
+        }
+    }
+
+    /// The expectations of a built lab, resolved against it.
+    pub(super) fn expectations(&mut self, f: &LabFile, lab: &Lab) -> Vec<Expectation> {
+        f.expect
+            .iter()
+            .filter_map(|e| self.expectation(e, lab))
+            .collect()
+    }
+
     /// Checks the words of an expectation without resolving names (used when other errors
     /// already stop the lab from being built).
     fn expect_words(&mut self, e: &file::ExpectFile) -> Option<(Check, Outcome)> {
@@ -45,10 +62,7 @@ impl Validator {
     /// The checks of an expectation that need no resolved names: its words, and which
     /// fields go with which check. Run for every expectation, even when other errors stop
     /// the lab from being built, so every mistake shows in one run.
-    pub(super) fn expect_shape(
-        &mut self,
-        e: &file::ExpectFile,
-    ) -> Option<(Check, Outcome, Option<u16>)> {
+    fn expect_shape(&mut self, e: &file::ExpectFile) -> Option<(Check, Outcome, Option<u16>)> {
         let (check, result) = self.expect_words(e)?;
         let mut port_ok = true;
         let port = match (&e.port, check) {
@@ -117,7 +131,7 @@ impl Validator {
 
     /// `from:` and `to:` checked against the file's names, for when other errors stop the
     /// lab from being built. Names that may be a database server (`<database>-<az>`) pass.
-    pub(super) fn expect_names(&mut self, e: &file::ExpectFile, f: &LabFile) {
+    fn expect_names(&mut self, e: &file::ExpectFile, f: &LabFile) {
         let known = |n: &str| {
             f.instances.keys().any(|k| k.value == n)
                 || f.databases
@@ -138,11 +152,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn expectation(
-        &mut self,
-        e: &S<file::ExpectFile>,
-        lab: &Lab,
-    ) -> Option<Expectation> {
+    fn expectation(&mut self, e: &S<file::ExpectFile>, lab: &Lab) -> Option<Expectation> {
         let line = e.referenced.line();
         let e = &e.value;
         let shape = self.expect_shape(e);

@@ -102,14 +102,7 @@ impl Validator {
             return Some(*i);
         }
         if !net.subnet_names.names.contains_key(&s.value) {
-            self.err(
-                loc(s),
-                format!("subnet `{}` is not defined", s.value),
-                format!(
-                    "defined subnets: {}",
-                    quoted_list(f.subnets.keys().map(|k| k.value.as_str()))
-                ),
-            );
+            self.not_defined(s, "subnet", f.subnets.keys().map(|k| k.value.as_str()));
         }
         None
     }
@@ -324,14 +317,8 @@ impl Validator {
                 Some(rt) => match route_table_index.get(rt.value.as_str()) {
                     Some(i) => *i,
                     None => {
-                        self.err(
-                            loc(rt),
-                            format!("route table `{}` is not defined", rt.value),
-                            format!(
-                                "defined route tables: {}",
-                                quoted_list(f.route_tables.keys().map(|k| k.value.as_str()))
-                            ),
-                        );
+                        let defined = f.route_tables.keys().map(|k| k.value.as_str());
+                        self.not_defined(rt, "route table", defined);
                         out.route_table_unknown.insert(out.list.len());
                         0
                     }

@@ -6,6 +6,7 @@ use crate::topology::aws::{self, rule_type};
 use crate::topology::file::{self, LabFile, S, Scalar};
 use crate::topology::model::{Peer, Protocol, SecurityGroup, SgRule};
 use ipnet::Ipv4Net;
+use serde_saphyr::Location;
 use std::net::Ipv4Addr;
 
 impl Validator {
@@ -46,6 +47,32 @@ impl Validator {
                 inbound,
                 outbound,
             });
+        }
+        out
+    }
+
+    /// The groups a resource lists, as indexes into `groups`. Reports a group that is not
+    /// defined, and an empty list at `at`: every instance and database needs a group.
+    pub(super) fn attached_security_groups(
+        &mut self,
+        groups: &[SecurityGroup],
+        list: &[S<String>],
+        at: Location,
+        owner: &str,
+        empty_hint: &str,
+    ) -> Vec<usize> {
+        if list.is_empty() {
+            self.err(at, format!("{owner} has no security group"), empty_hint);
+        }
+        let mut out = Vec::new();
+        for s in list {
+            match groups.iter().position(|g| g.name == s.value) {
+                Some(i) => out.push(i),
+                None => {
+                    let defined = groups.iter().map(|g| g.name.as_str());
+                    self.not_defined(s, "security group", defined);
+                }
+            }
         }
         out
     }
@@ -183,8 +210,8 @@ impl Validator {
                     return None;
                 }
             }
-        } else if groups.contains(&peer_s.value.as_str()) {
-            Peer::Group(groups.iter().position(|g| *g == peer_s.value).unwrap())
+        } else if let Some(group) = groups.iter().position(|g| *g == peer_s.value) {
+            Peer::Group(group)
         } else if peer_s.value.contains('/') || peer_s.value.parse::<Ipv4Addr>().is_ok() {
             let sc = S {
                 value: Scalar(peer_s.value.clone()),
