@@ -98,3 +98,81 @@ impl Allocator {
         ip
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::diag::Diagnostics;
+
+    fn validator() -> Validator {
+        Validator {
+            d: Diagnostics::default(),
+            used_ips: HashMap::new(),
+        }
+    }
+
+    fn subnet(cidr: &str) -> Subnet {
+        Subnet {
+            name: "tiny".into(),
+            az: "ap-northeast-2a".into(),
+            cidr: cidr.parse().unwrap(),
+            route_table: 0,
+            public: false,
+        }
+    }
+
+    fn errors(v: &Validator) -> Vec<String> {
+        v.d.errors().map(|e| e.message.clone()).collect()
+    }
+
+    #[test]
+    fn auto_private_addresses_skip_the_reserved_and_the_claimed_ones() {
+        let mut v = validator();
+        let claimed: Ipv4Addr = "10.0.0.5".parse().unwrap();
+        v.used_ips.insert(claimed, "instance `web`".into());
+        let mut alloc = Allocator::new("198.51.100.0/24".parse().unwrap(), std::iter::empty());
+        let s = subnet("10.0.0.0/28");
+        let mut next = |v: &mut Validator, address| {
+            alloc
+                .private(v, address, &s, "x", Location::UNKNOWN)
+                .to_string()
+        };
+        assert_eq!(next(&mut v, Address::Auto), "10.0.0.4");
+        assert_eq!(next(&mut v, Address::Auto), "10.0.0.6");
+        assert_eq!(next(&mut v, Address::Fixed(claimed)), "10.0.0.5");
+        // .7 to .14 are left; .15 is the broadcast address.
+        let rest: Vec<String> = (0..8).map(|_| next(&mut v, Address::Auto)).collect();
+        assert_eq!(rest.last().unwrap(), "10.0.0.14");
+        assert_eq!(errors(&v), Vec::<String>::new());
+        assert_eq!(next(&mut v, Address::Auto), "0.0.0.0");
+        assert_eq!(
+            errors(&v),
+            ["subnet `tiny` (10.0.0.0/28) has no free address left"]
+        );
+    }
+
+    #[test]
+    fn auto_public_addresses_skip_internet_hosts_the_resolver_and_elastic_ips() {
+        let mut v = validator();
+        // The pool's tenth address is .42; the internet's resolver is 192.0.2.53.
+        let host: Ipv4Addr = "192.0.2.42".parse().unwrap();
+        let mut alloc = Allocator::new("192.0.2.32/27".parse().unwrap(), [host].into_iter());
+        assert!(alloc.claim_public("192.0.2.43".parse().unwrap()));
+        assert!(!alloc.claim_public("192.0.2.43".parse().unwrap()));
+        let got: Vec<String> = (0..18)
+            .map(|_| alloc.public(&mut v, Location::UNKNOWN).to_string())
+            .collect();
+        assert_eq!(got.first().unwrap(), "192.0.2.44");
+        assert_eq!(got.last().unwrap(), "192.0.2.62");
+        assert!(!got.contains(&"192.0.2.53".to_string()));
+        assert_eq!(errors(&v), Vec::<String>::new());
+        assert_eq!(
+            alloc.public(&mut v, Location::UNKNOWN).to_string(),
+            "0.0.0.0"
+        );
+        assert_eq!(
+            errors(&v),
+            ["the public IP pool 192.0.2.32/27 has no free address left"]
+        );
+    }
+}
