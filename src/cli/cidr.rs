@@ -146,7 +146,7 @@ fn run_lab(file: Option<&std::path::Path>, as_json: bool) -> anyhow::Result<Exit
         return Ok(ExitCode::FAILURE);
     };
     let lab = &loaded.lab;
-    let in_use = crate::topology::validate::private_ips_by_subnet(lab);
+    let in_use = crate::topology::private_ips_by_subnet(lab);
     let rows: Vec<serde_json::Value> = lab
         .subnets
         .iter()

@@ -26,7 +26,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(n) = &a.name {
-        crate::topology::validate::check_lab_name(n)
+        crate::topology::check_lab_name(n)
             .map_err(|why| anyhow::anyhow!("--name `{n}` is not a valid lab name: {why}"))?;
     }
     let Some(loaded) = super::load_lab(a.file.as_deref(), a.name.as_deref())? else {

@@ -1,7 +1,7 @@
 //! AWS facts the validator checks against: regions and their availability zones, the
 //! console's security group rule types, and the addresses every subnet reserves.
 
-use super::model::Protocol;
+use super::model::{Protocol, offset};
 use ipnet::Ipv4Net;
 use std::net::Ipv4Addr;
 
@@ -127,11 +127,38 @@ pub fn reserved_reason(subnet: Ipv4Net, ip: Ipv4Addr) -> Option<&'static str> {
     }
 }
 
+/// "10.0.2.4 to 10.0.2.254" for a subnet: the addresses it can assign.
+pub fn usable_range(net: Ipv4Net) -> String {
+    let first = offset(net.network(), 4);
+    let last = Ipv4Addr::from(u32::from(net.broadcast()) - 1);
+    format!("{first} to {last}")
+}
+
 /// The blocks of RFC 1918, where AWS recommends VPC CIDRs come from.
 pub fn is_rfc1918(net: Ipv4Net) -> bool {
     ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
         .iter()
         .any(|b| b.parse::<Ipv4Net>().unwrap().contains(&net))
+}
+
+/// Whether two blocks share an address (one then holds the other's network address).
+pub fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The special-purpose range `net` overlaps, with why it can't be used, if any.
+pub fn special_block(net: Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+    const SPECIAL: &[(&str, &str)] = &[
+        ("0.0.0.0/8", "the \"this network\" range"),
+        ("127.0.0.0/8", "the loopback range"),
+        ("169.254.0.0/16", "the link-local range"),
+        ("224.0.0.0/4", "the multicast range"),
+        ("240.0.0.0/4", "the reserved range"),
+    ];
+    SPECIAL.iter().find_map(|(b, why)| {
+        let b: Ipv4Net = b.parse().unwrap();
+        overlaps(b, net).then_some((b, *why))
+    })
 }
 
 /// Stable hash for ids derived from names (FNV-1a, 64 bit): the same lab gives the same
@@ -145,6 +172,21 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
         }
     }
     h
+}
+
+/// The 12-character id in RDS endpoints (per account and region on AWS; per lab here).
+pub fn endpoint_id(lab: &str) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut h = stable_hash(&["rds-endpoint", lab]);
+    let mut out = String::from("c"); // RDS ids start with a letter
+    for _ in 0..11 {
+        out.push(ALPHABET[(h % 36) as usize] as char);
+        h /= 36;
+        if h == 0 {
+            h = stable_hash(&[&out]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -198,5 +240,48 @@ mod tests {
             stable_hash(&["handson", "web"]),
             stable_hash(&["handsonweb"])
         );
+    }
+
+    #[test]
+    fn the_usable_range_leaves_out_the_five_reserved_addresses() {
+        assert_eq!(
+            usable_range("10.0.2.0/24".parse().unwrap()),
+            "10.0.2.4 to 10.0.2.254"
+        );
+        assert_eq!(
+            usable_range("10.0.0.16/28".parse().unwrap()),
+            "10.0.0.20 to 10.0.0.30"
+        );
+    }
+
+    #[test]
+    fn special_ranges_are_found_by_any_overlap() {
+        let special =
+            |s: &str| special_block(s.parse().unwrap()).map(|(b, why)| (b.to_string(), why));
+        assert_eq!(
+            special("127.0.0.5/32"),
+            Some(("127.0.0.0/8".into(), "the loopback range"))
+        );
+        // A block that holds a special range overlaps it too.
+        assert_eq!(
+            special("168.0.0.0/7"),
+            Some(("169.254.0.0/16".into(), "the link-local range"))
+        );
+        assert_eq!(special("10.0.0.0/16"), None);
+        assert_eq!(special("203.0.113.0/24"), None);
+    }
+
+    #[test]
+    fn rds_endpoint_ids_are_twelve_lowercase_characters_per_lab() {
+        let id = endpoint_id("handson");
+        assert_eq!(id.len(), 12);
+        assert!(id.starts_with('c'), "{id}");
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+            "{id}"
+        );
+        assert_eq!(id, endpoint_id("handson"));
+        assert_ne!(id, endpoint_id("copy"));
     }
 }

@@ -5,7 +5,7 @@ pub mod aws;
 pub mod diag;
 pub mod file;
 pub mod model;
-pub mod validate;
+mod validate;
 pub mod well_known;
 
 pub use diag::Diagnostics;
@@ -16,6 +16,25 @@ use std::path::{Path, PathBuf};
 /// The write-up's hands-on lab, used when a command gets no FILE.
 pub const BUILTIN_NAME: &str = "handson";
 pub const BUILTIN_YAML: &str = include_str!("../../labs/handson.yaml");
+
+const LAB_NAME_HINT: &str = "use 1-20 lowercase letters, digits and `-`, starting with a letter";
+
+/// Lab names become part of every namespace name, so they are short and plain.
+pub fn check_lab_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 20 {
+        return Err("it must be 1 to 20 characters");
+    }
+    if !name.chars().next().unwrap().is_ascii_lowercase() {
+        return Err("it must start with a lowercase letter");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err("it may contain only lowercase letters, digits and `-`");
+    }
+    Ok(())
+}
 
 /// Where a lab came from: a file, or the built-in one.
 #[derive(Debug, Clone)]
@@ -266,5 +285,24 @@ mod tests {
         );
         let line = text.lines().position(|l| l.contains("colour")).unwrap() as u64 + 1;
         assert_eq!((e.line, e.column), (line, 3));
+    }
+
+    #[test]
+    fn lab_names_are_short_lowercase_words() {
+        assert_eq!(check_lab_name("handson"), Ok(()));
+        assert_eq!(check_lab_name("lab-2"), Ok(()));
+        assert_eq!(check_lab_name(""), Err("it must be 1 to 20 characters"));
+        assert_eq!(
+            check_lab_name("a23456789012345678901"),
+            Err("it must be 1 to 20 characters")
+        );
+        assert_eq!(
+            check_lab_name("2lab"),
+            Err("it must start with a lowercase letter")
+        );
+        assert_eq!(
+            check_lab_name("my_lab"),
+            Err("it may contain only lowercase letters, digits and `-`")
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Serialize)]
@@ -436,6 +437,33 @@ impl Lab {
     }
 }
 
+/// The private addresses in use per subnet (instances, NAT gateways, database servers), each
+/// with its owner, sorted: what `vpclab cidr` counts as in use.
+pub fn private_ips_by_subnet(lab: &Lab) -> BTreeMap<String, Vec<(Ipv4Addr, String)>> {
+    let mut out: BTreeMap<String, Vec<(Ipv4Addr, String)>> = BTreeMap::new();
+    for i in &lab.instances {
+        out.entry(lab.subnets[i.subnet].name.clone())
+            .or_default()
+            .push((i.private_ip, i.name.clone()));
+    }
+    for n in &lab.nat_gateways {
+        out.entry(lab.subnets[n.subnet].name.clone())
+            .or_default()
+            .push((n.private_ip, n.name.clone()));
+    }
+    for d in &lab.databases {
+        for n in d.nodes() {
+            out.entry(lab.subnets[n.subnet].name.clone())
+                .or_default()
+                .push((n.private_ip, n.name.clone()));
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
 pub fn az_suffix<'a>(region: &str, az: &'a str) -> &'a str {
     match region.rsplit_once('-') {
         Some((prefix, _)) => az
@@ -449,4 +477,38 @@ pub fn az_suffix<'a>(region: &str, az: &'a str) -> &'a str {
 /// The EC2 hostname of a private address: `ip-10-0-2-238`.
 pub fn hostname_for(ip: Ipv4Addr) -> String {
     format!("ip-{}", ip.to_string().replace('.', "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Source, load};
+    use super::*;
+
+    #[test]
+    fn private_ips_are_listed_per_subnet_in_address_order() {
+        let lab = load(Source::Builtin, None).unwrap().lab;
+        let ips: Vec<(String, Vec<(String, String)>)> = private_ips_by_subnet(&lab)
+            .into_iter()
+            .map(|(subnet, v)| {
+                let v = v.into_iter().map(|(ip, who)| (ip.to_string(), who));
+                (subnet, v.collect())
+            })
+            .collect();
+        let row = |s: &str, v: &[(&str, &str)]| {
+            let v = v.iter().map(|(a, b)| (a.to_string(), b.to_string()));
+            (s.to_string(), v.collect::<Vec<_>>())
+        };
+        assert_eq!(
+            ips,
+            [
+                row(
+                    "private-2a",
+                    &[("10.0.1.64", "my-database-2a"), ("10.0.1.101", "app")]
+                ),
+                row("private-2c", &[("10.0.3.87", "my-database-2c")]),
+                row("public-2a", &[("10.0.0.4", "my-nat")]),
+                row("public-2c", &[("10.0.2.238", "web")]),
+            ]
+        );
+    }
 }

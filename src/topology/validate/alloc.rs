@@ -1,0 +1,178 @@
+//! The addresses written as `auto`, handed out once every fixed one is known.
+
+use super::Validator;
+use crate::topology::model::Subnet;
+use crate::topology::well_known::INTERNET_RESOLVER;
+use ipnet::Ipv4Net;
+use serde_saphyr::Location;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// First host offset handed out from the public pool (198.51.100.10, as in the docs).
+const PUBLIC_POOL_START: u32 = 10;
+
+/// An address as the file gives it: fixed (checked, and claimed if private), or `auto`.
+#[derive(Clone, Copy)]
+pub(super) enum Address {
+    Fixed(Ipv4Addr),
+    Auto,
+}
+
+/// Hands out `auto` addresses in file order: private ones from each subnet's first
+/// usable address (.4) up, public ones from the pool's tenth address up.
+pub(super) struct Allocator {
+    next_private: HashMap<Ipv4Net, u32>,
+    pool: Ipv4Net,
+    pool_cursor: u32,
+    public_used: HashSet<Ipv4Addr>,
+}
+
+impl Allocator {
+    pub(super) fn new(pool: Ipv4Net, internet: impl Iterator<Item = Ipv4Addr>) -> Self {
+        let mut public_used: HashSet<Ipv4Addr> = internet.collect();
+        public_used.insert(INTERNET_RESOLVER);
+        Allocator {
+            next_private: HashMap::new(),
+            pool,
+            pool_cursor: u32::from(pool.network()) + PUBLIC_POOL_START,
+            public_used,
+        }
+    }
+
+    /// Takes a fixed public address (an Elastic IP's); false when it is already taken.
+    pub(super) fn claim_public(&mut self, ip: Ipv4Addr) -> bool {
+        self.public_used.insert(ip)
+    }
+
+    /// The private address of `owner` in subnet `s`: its fixed one, or the next free one.
+    pub(super) fn private(
+        &mut self,
+        v: &mut Validator,
+        address: Address,
+        s: &Subnet,
+        owner: &str,
+        at: Location,
+    ) -> Ipv4Addr {
+        if let Address::Fixed(ip) = address {
+            return ip;
+        }
+        let last = u32::from(s.cidr.broadcast()) - 1;
+        let cursor = self
+            .next_private
+            .entry(s.cidr)
+            .or_insert(u32::from(s.cidr.network()) + 4);
+        while *cursor <= last && v.used_ips.contains_key(&Ipv4Addr::from(*cursor)) {
+            *cursor += 1;
+        }
+        if *cursor > last {
+            v.err(
+                at,
+                format!("subnet `{}` ({}) has no free address left", s.name, s.cidr),
+                "use a larger subnet (a smaller prefix length)",
+            );
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let ip = Ipv4Addr::from(*cursor);
+        v.used_ips.insert(ip, owner.to_string());
+        ip
+    }
+
+    /// The next free address of the pool.
+    pub(super) fn public(&mut self, v: &mut Validator, at: Location) -> Ipv4Addr {
+        let last = u32::from(self.pool.broadcast()) - 1;
+        while self.pool_cursor <= last
+            && self.public_used.contains(&Ipv4Addr::from(self.pool_cursor))
+        {
+            self.pool_cursor += 1;
+        }
+        if self.pool_cursor > last {
+            v.err(
+                at,
+                format!("the public IP pool {} has no free address left", self.pool),
+                "use a larger `public_ip_pool`",
+            );
+            return Ipv4Addr::UNSPECIFIED;
+        }
+        let ip = Ipv4Addr::from(self.pool_cursor);
+        self.public_used.insert(ip);
+        ip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::diag::Diagnostics;
+
+    fn validator() -> Validator {
+        Validator {
+            d: Diagnostics::default(),
+            used_ips: HashMap::new(),
+        }
+    }
+
+    fn subnet(cidr: &str) -> Subnet {
+        Subnet {
+            name: "tiny".into(),
+            az: "ap-northeast-2a".into(),
+            cidr: cidr.parse().unwrap(),
+            route_table: 0,
+            public: false,
+        }
+    }
+
+    fn errors(v: &Validator) -> Vec<String> {
+        v.d.errors().map(|e| e.message.clone()).collect()
+    }
+
+    #[test]
+    fn auto_private_addresses_skip_the_reserved_and_the_claimed_ones() {
+        let mut v = validator();
+        let claimed: Ipv4Addr = "10.0.0.5".parse().unwrap();
+        v.used_ips.insert(claimed, "instance `web`".into());
+        let mut alloc = Allocator::new("198.51.100.0/24".parse().unwrap(), std::iter::empty());
+        let s = subnet("10.0.0.0/28");
+        let mut next = |v: &mut Validator, address| {
+            alloc
+                .private(v, address, &s, "x", Location::UNKNOWN)
+                .to_string()
+        };
+        assert_eq!(next(&mut v, Address::Auto), "10.0.0.4");
+        assert_eq!(next(&mut v, Address::Auto), "10.0.0.6");
+        assert_eq!(next(&mut v, Address::Fixed(claimed)), "10.0.0.5");
+        // .7 to .14 are left; .15 is the broadcast address.
+        let rest: Vec<String> = (0..8).map(|_| next(&mut v, Address::Auto)).collect();
+        assert_eq!(rest.last().unwrap(), "10.0.0.14");
+        assert_eq!(errors(&v), Vec::<String>::new());
+        assert_eq!(next(&mut v, Address::Auto), "0.0.0.0");
+        assert_eq!(
+            errors(&v),
+            ["subnet `tiny` (10.0.0.0/28) has no free address left"]
+        );
+    }
+
+    #[test]
+    fn auto_public_addresses_skip_internet_hosts_the_resolver_and_elastic_ips() {
+        let mut v = validator();
+        // The pool's tenth address is .42; the internet's resolver is 192.0.2.53.
+        let host: Ipv4Addr = "192.0.2.42".parse().unwrap();
+        let mut alloc = Allocator::new("192.0.2.32/27".parse().unwrap(), [host].into_iter());
+        assert!(alloc.claim_public("192.0.2.43".parse().unwrap()));
+        assert!(!alloc.claim_public("192.0.2.43".parse().unwrap()));
+        let got: Vec<String> = (0..18)
+            .map(|_| alloc.public(&mut v, Location::UNKNOWN).to_string())
+            .collect();
+        assert_eq!(got.first().unwrap(), "192.0.2.44");
+        assert_eq!(got.last().unwrap(), "192.0.2.62");
+        assert!(!got.contains(&"192.0.2.53".to_string()));
+        assert_eq!(errors(&v), Vec::<String>::new());
+        assert_eq!(
+            alloc.public(&mut v, Location::UNKNOWN).to_string(),
+            "0.0.0.0"
+        );
+        assert_eq!(
+            errors(&v),
+            ["the public IP pool 192.0.2.32/27 has no free address left"]
+        );
+    }
+}
