@@ -13,6 +13,7 @@ pub mod enter;
 #[cfg(test)]
 mod fake;
 pub mod libnft;
+pub mod lock;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

@@ -114,16 +114,7 @@ impl State {
     /// both write it (a failover moves the primary; `stop` changes public IPs), so
     /// every change re-reads the file first and none is lost.
     pub fn modify<T>(lab: &str, f: impl FnOnce(&mut State) -> Result<T>) -> Result<(State, T)> {
-        let lock_path = dir(lab).join("state.lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("open {}", lock_path.display()))?;
-        let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .with_context(|| format!("lock {}", lock_path.display()))?;
+        let _lock = crate::kernel::lock::exclusive(&dir(lab).join("state.lock"))?;
         let mut st = State::load(lab)?.with_context(|| format!("lab `{lab}` has no state file"))?;
         let out = f(&mut st)?;
         st.save()?;

@@ -65,16 +65,7 @@ pub fn template() -> Result<PathBuf> {
         return Ok(dest);
     }
     std::fs::create_dir_all(TEMPLATE_ROOT)?;
-    let lock_path = Path::new(TEMPLATE_ROOT).join(".template.lock");
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("open {}", lock_path.display()))?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .with_context(|| format!("lock {}", lock_path.display()))?;
+    let _lock = crate::kernel::lock::exclusive(&Path::new(TEMPLATE_ROOT).join(".template.lock"))?;
     // Whoever held the lock before us may have made it.
     if dest.join("mysql").is_dir() {
         return Ok(dest);
