@@ -12,6 +12,7 @@ pub mod enter;
 #[cfg(test)]
 mod fake;
 pub mod libnft;
+pub mod lock;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

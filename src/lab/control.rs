@@ -4,10 +4,10 @@
 use super::state;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub fn socket_path(lab: &str) -> PathBuf {
     state::dir(lab).join("supervisor.sock")
@@ -25,8 +25,6 @@ pub enum Request {
     Status,
     /// Reboot a database's primary, with failover to the standby or in place.
     Reboot { database: String, failover: bool },
-    /// Stop serving and exit.
-    Shutdown,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -58,10 +56,42 @@ impl Response {
     }
 }
 
+/// How long a standby may take to replace a supervisor that died, socket included.
+pub const TAKEOVER: Duration = Duration::from_secs(2);
+
+/// Connects to the supervisor's socket, trying again for `patience` while it is missing
+/// or refuses connections (a standby may be taking over from a supervisor that died).
+fn connect(path: &Path, patience: Duration) -> std::io::Result<UnixStream> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match UnixStream::connect(path) {
+            Err(e)
+                if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Sends one request to a lab's supervisor and waits for its answer.
 pub fn request(lab: &str, req: &Request, timeout: Duration) -> Result<Response> {
+    exchange(lab, req, timeout, TAKEOVER)
+}
+
+/// The pid of the lab's serving supervisor if it answers now, without waiting for a
+/// takeover: for callers that watch the process themselves while they poll.
+pub fn ping(lab: &str) -> Option<u32> {
+    exchange(lab, &Request::Ping, Duration::from_secs(1), Duration::ZERO)
+        .ok()
+        .and_then(|r| r.pid)
+}
+
+fn exchange(lab: &str, req: &Request, timeout: Duration, patience: Duration) -> Result<Response> {
     let path = socket_path(lab);
-    let mut s = UnixStream::connect(&path).with_context(|| {
+    let mut s = connect(&path, patience).with_context(|| {
         format!(
             "the supervisor of lab `{lab}` does not answer at {}\n  hint: `vpclab status {lab}` shows whether it is running; `sudo vpclab down {lab}` and `up` restart the lab",
             path.display()
