@@ -107,7 +107,14 @@ pub fn status(r: &Running) -> Status {
     let supervised = r.state.processes.iter().any(|p| p.node == supervisor::NODE);
     let supervisor = supervised.then(|| supervisor_status(&r.lab.name));
     if let Some(s) = &supervisor {
-        problems.extend(supervisor_problems(&r.lab.name, &r.state.source, s));
+        let monitors =
+            r.lab.databases.iter().any(|d| d.standby.is_some()) && !r.state.runtime.databases_off;
+        let serves = if monitors {
+            "the lab's DNS, instance metadata and database health checks"
+        } else {
+            "the lab's DNS and instance metadata"
+        };
+        problems.extend(supervisor_problems(&r.lab.name, &r.state.source, serves, s));
     }
     let databases = if r.state.runtime.databases_off {
         Vec::new()
@@ -167,8 +174,12 @@ fn supervisor_status(lab: &str) -> SupervisorStatus {
     }
 }
 
-fn supervisor_problems(lab: &str, source: &str, s: &SupervisorStatus) -> Vec<String> {
+/// `serves` names what stops while no supervisor process serves.
+fn supervisor_problems(lab: &str, source: &str, serves: &str, s: &SupervisorStatus) -> Vec<String> {
     let log = state::dir(lab).join("supervisor.log");
+    let rebuild = format!(
+        "`sudo vpclab down {lab}`, then `sudo vpclab up` again from {source}, rebuilds the lab"
+    );
     match (s.serving, s.standby) {
         (Some(_), Some(_)) => vec![],
         (Some(pid), None) => vec![format!(
@@ -176,11 +187,11 @@ fn supervisor_problems(lab: &str, source: &str, s: &SupervisorStatus) -> Vec<Str
             log.display()
         )],
         (None, Some(pid)) => vec![format!(
-            "the supervisor does not answer and its standby (pid {pid}) has not taken over: the lab's DNS, instance metadata and database health checks are down\n  hint: its log says why: {}; `sudo vpclab down {lab}` and `sudo vpclab up` ({source}) rebuild the lab",
+            "the supervisor does not answer and its standby (pid {pid}) has not taken over: {serves} are down\n  hint: its log says why: {}; {rebuild}",
             log.display()
         )],
         (None, None) => vec![format!(
-            "the supervisor is gone (both of its processes died): the lab's DNS, instance metadata and database health checks are down\n  hint: `sudo vpclab down {lab}` and `sudo vpclab up` ({source}) rebuild the lab"
+            "the supervisor is gone (both of its processes died): {serves} are down\n  hint: {rebuild}"
         )],
     }
 }
@@ -325,6 +336,7 @@ mod tests {
         supervisor_problems(
             "lab1",
             "labs/x.yaml",
+            "DNS and metadata",
             &SupervisorStatus { serving, standby },
         )
     }
@@ -339,9 +351,11 @@ mod tests {
         let p = problems(None, None);
         assert_eq!(p.len(), 1);
         assert!(p[0].starts_with("the supervisor is gone"), "{}", p[0]);
-        assert!(p[0].contains("DNS"), "{}", p[0]);
+        assert!(p[0].contains("died): DNS and metadata are down"), "{}", p[0]);
         assert!(
-            p[0].contains("hint: `sudo vpclab down lab1` and `sudo vpclab up` (labs/x.yaml)"),
+            p[0].contains(
+                "hint: `sudo vpclab down lab1`, then `sudo vpclab up` again from labs/x.yaml, rebuilds the lab"
+            ),
             "{}",
             p[0]
         );

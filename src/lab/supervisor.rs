@@ -52,10 +52,10 @@ pub const NODE: &str = "supervisor";
 /// The record of the process that serves.
 pub const SERVING: &str = "supervisor";
 /// The record of the process waiting to take over.
-pub const STANDBY: &str = "supervisor standby";
+pub const STANDBY: &str = "standby";
 
-/// A standby that dies at once (say, its binary is gone) is restarted at this pace, not
-/// in a busy loop; a killed one is still replaced well within the 2 s a takeover may take.
+/// Standbys that keep dying at once (say, their binary is gone) are restarted at most
+/// this often, not in a busy loop; the first restart is immediate.
 const STANDBY_RESTART_PACE: Duration = Duration::from_millis(500);
 
 fn serving_lock(lab: &str) -> PathBuf {
@@ -216,8 +216,8 @@ fn keep_a_standby(lab: &str) -> Result<Option<Proc>> {
         .name("standby".into())
         .spawn(move || {
             let mut standby = first;
+            let mut last_restart: Option<Instant> = None;
             loop {
-                let started = Instant::now();
                 let pid = standby.id();
                 let how = standby
                     .wait()
@@ -226,9 +226,11 @@ fn keep_a_standby(lab: &str) -> Result<Option<Proc>> {
                 eprintln!(
                     "vpclab supervisor of lab `{lab}`: its standby (pid {pid}) ended ({how})"
                 );
-                if let Some(rest) = STANDBY_RESTART_PACE.checked_sub(started.elapsed()) {
+                let since = last_restart.map(|t| t.elapsed());
+                if let Some(rest) = since.and_then(|s| STANDBY_RESTART_PACE.checked_sub(s)) {
                     std::thread::sleep(rest);
                 }
+                last_restart = Some(Instant::now());
                 standby = loop {
                     match start_recorded(&lab, STANDBY) {
                         Ok(Some((child, _))) => break child,
