@@ -351,7 +351,11 @@ mod tests {
         let p = problems(None, None);
         assert_eq!(p.len(), 1);
         assert!(p[0].starts_with("the supervisor is gone"), "{}", p[0]);
-        assert!(p[0].contains("died): DNS and metadata are down"), "{}", p[0]);
+        assert!(
+            p[0].contains("died): DNS and metadata are down"),
+            "{}",
+            p[0]
+        );
         assert!(
             p[0].contains(
                 "hint: `sudo vpclab down lab1`, then `sudo vpclab up` again from labs/x.yaml, rebuilds the lab"

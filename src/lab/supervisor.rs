@@ -183,25 +183,28 @@ pub fn start(lab: &str, st: &mut State) -> Result<Pair> {
     Ok(Pair { serving, standby })
 }
 
-/// Records this process as the one serving, in place of the dead one it replaces.
-/// `None` when `down` has begun; otherwise the pids of the processes it replaced.
+/// Records this process as the one serving, in place of the one it replaces. `None`
+/// when `down` has begun; otherwise the pids of the processes it replaced.
 fn take_over(lab: &str) -> Result<Option<Vec<i32>>> {
     let me = Proc::of(std::process::id() as i32, NODE, SERVING)?;
+    let is_me = |p: &Proc| p.pid == me.pid && p.start_time == me.start_time;
+    // The lock is ours, so a process recorded as serving has let go of it: it is dead
+    // or in its last moments of exiting (after SIGTERM), and must not be reported as the
+    // supervisor. Dead standbys go too.
+    let replaced = |p: &Proc| p.node == NODE && !is_me(p) && (p.what == SERVING || !p.alive());
     let (_, replaced) = State::modify(lab, |st| {
         if stopping_mark(lab).exists() {
             return Ok(None);
         }
-        let dead: Vec<i32> = st
+        let pids: Vec<i32> = st
             .processes
             .iter()
-            .filter(|p| p.node == NODE && !p.alive())
+            .filter(|p| replaced(p))
             .map(|p| p.pid)
             .collect();
-        let is_me = |p: &Proc| p.pid == me.pid && p.start_time == me.start_time;
-        st.processes
-            .retain(|p| !(p.node == NODE && (is_me(p) || !p.alive())));
+        st.processes.retain(|p| !replaced(p) && !is_me(p));
         st.processes.push(me.clone());
-        Ok(Some(dead))
+        Ok(Some(pids))
     })?;
     Ok(replaced)
 }
