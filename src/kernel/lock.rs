@@ -83,8 +83,21 @@ mod tests {
         let first = wait_exclusive(&path).unwrap().expect("the file is there");
         let p = path.clone();
         let waiter = std::thread::spawn(move || wait_exclusive(&p).unwrap());
-        // Give the waiter time to open the old file and block on it.
-        std::thread::sleep(Duration::from_millis(200));
+        // The kernel lists a blocked waiter with `->` before its lock line.
+        let inode = format!(":{} ", std::fs::metadata(&path).unwrap().ino());
+        let blocked = || {
+            std::fs::read_to_string("/proc/locks")
+                .unwrap()
+                .lines()
+                .any(|l| l.contains("-> FLOCK") && l.contains(&inode))
+        };
+        for _ in 0..500 {
+            if blocked() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(blocked(), "the waiter blocks on the old file");
         std::fs::remove_file(&path).unwrap();
         std::fs::write(&path, b"").unwrap();
         drop(first);

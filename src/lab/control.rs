@@ -81,12 +81,30 @@ pub fn request(lab: &str, req: &Request, timeout: Duration) -> Result<Response> 
     exchange(lab, req, timeout, TAKEOVER)
 }
 
-/// The pid of the lab's serving supervisor if it answers now, without waiting for a
-/// takeover: for callers that watch the process themselves while they poll.
-pub fn ping(lab: &str) -> Option<u32> {
-    exchange(lab, &Request::Ping, Duration::from_secs(1), Duration::ZERO)
-        .ok()
-        .and_then(|r| r.pid)
+/// What pinging the lab's supervisor found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ping {
+    /// The pid of the process that serves.
+    Answered(u32),
+    /// The socket is root's alone (mode 0600): a user may not ask.
+    NotAllowed,
+    NoAnswer,
+}
+
+/// Pings the lab's supervisor once, without waiting for a takeover: for callers that
+/// watch the processes themselves while they poll.
+pub fn ping(lab: &str) -> Ping {
+    match exchange(lab, &Request::Ping, Duration::from_secs(1), Duration::ZERO) {
+        Ok(Response { pid: Some(pid), .. }) => Ping::Answered(pid),
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == ErrorKind::PermissionDenied) =>
+        {
+            Ping::NotAllowed
+        }
+        _ => Ping::NoAnswer,
+    }
 }
 
 fn exchange(lab: &str, req: &Request, timeout: Duration, patience: Duration) -> Result<Response> {

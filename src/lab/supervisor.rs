@@ -155,7 +155,7 @@ pub fn start(lab: &str, st: &mut State) -> Result<Pair> {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if control::ping(lab).is_some() {
+        if matches!(control::ping(lab), control::Ping::Answered(_)) {
             break;
         }
         if !serving.alive() {
