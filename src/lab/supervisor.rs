@@ -13,7 +13,8 @@
 //! never serve (bind the lab's sockets) at once. The serving process keeps the pair whole:
 //! the standby is its child, and when that exits another is started. A `kill -9` of
 //! either process is thus repaired by the other; only both dying at once ends the
-//! supervisor, which is what `down` does.
+//! supervisor, which is what `down` does. (A keeper parent restarting its child would
+//! itself need a keeper; with the lock, the serving process needs no watcher at all.)
 //!
 //! What to serve comes from the state file, never from the lab file alone: a supervisor
 //! that takes over serves the database endpoint at the primary a failover moved it to.
@@ -147,9 +148,8 @@ pub struct Pair {
 }
 
 /// Starts the supervisor of `lab` (the pair's first process, which starts the standby),
-/// records it, and waits until it answers. `st` is reloaded: the supervisor has
-/// recorded its standby meanwhile.
-pub fn start(lab: &str, st: &mut State) -> Result<Pair> {
+/// records it, and waits until it answers.
+pub fn start(lab: &str) -> Result<Pair> {
     let Some((_, serving)) = start_recorded(lab, SERVING)? else {
         bail!("lab `{lab}` is being removed (`down` has begun)");
     };
@@ -174,7 +174,7 @@ pub fn start(lab: &str, st: &mut State) -> Result<Pair> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    *st = State::load(lab)?.with_context(|| format!("lab `{lab}` has no state file"))?;
+    let st = State::load(lab)?.with_context(|| format!("lab `{lab}` has no state file"))?;
     let standby = st
         .processes
         .iter()

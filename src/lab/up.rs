@@ -165,7 +165,7 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
         checkpoint("supervisor")?;
         let t = Instant::now();
         progress.start("supervisor");
-        let sup = supervisor::start(&lab.name, &mut st)?;
+        let sup = supervisor::start(&lab.name)?;
         let standby = sup
             .standby
             .map(|p| format!(" (standby pid {})", p.pid))
