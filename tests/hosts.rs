@@ -369,12 +369,23 @@ fn down_cleans_up_after_the_supervisor_died_and_status_says_so() {
     )
     .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(200));
+    // Its standby has taken over: status says the lab is healthy, served by another
+    // process, and no longer lists the dead one.
     let o = vpclab().args(["status", &lab.name]).output().unwrap();
-    assert!(!o.status.success());
+    assert!(o.status.success(), "{}", text(&o));
+    let status = out(&o);
+    let pair = status
+        .lines()
+        .find_map(|l| l.strip_prefix("supervisor: serving pid "))
+        .unwrap_or_else(|| panic!("no supervisor line:\n{status}"));
+    let (serving, standby) = pair.split_once(", standby pid ").unwrap();
+    assert_ne!(serving, pid.to_string(), "{status}");
+    assert_ne!(standby, pid.to_string(), "{status}");
+    assert!(serving.parse::<u32>().is_ok(), "{status}");
+    assert!(standby.parse::<u32>().is_ok(), "{status}");
     assert!(
-        out(&o).contains(&format!("supervisor on supervisor (pid {pid}) is gone")),
-        "{}",
-        text(&o)
+        !status.lines().any(|l| l.ends_with(&format!(" pid {pid}"))),
+        "{status}"
     );
     // `down` (run by the guard) still removes everything; checked explicitly here.
     let d = vpclab().args(["down", &lab.name]).output().unwrap();

@@ -6,7 +6,8 @@ pub struct Args {
     lab: String,
 }
 
-/// Started by `up`, not by people: serves the lab's DNS, metadata and health checks.
+/// Started by `up`, and by the supervisor itself as its standby, not by people: serves
+/// the lab's DNS, metadata and health checks, or waits to take over doing so.
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     crate::lab::supervisor::run(&a.lab)?;
     Ok(ExitCode::SUCCESS)

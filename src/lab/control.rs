@@ -4,10 +4,10 @@
 use super::state;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub fn socket_path(lab: &str) -> PathBuf {
     state::dir(lab).join("supervisor.sock")
@@ -25,8 +25,6 @@ pub enum Request {
     Status,
     /// Reboot a database's primary, with failover to the standby or in place.
     Reboot { database: String, failover: bool },
-    /// Stop serving and exit.
-    Shutdown,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -58,10 +56,60 @@ impl Response {
     }
 }
 
+/// How long a standby may take to replace a supervisor that died, socket included.
+pub const TAKEOVER: Duration = Duration::from_secs(2);
+
+/// Connects to the supervisor's socket, trying again for `patience` while it is missing
+/// or refuses connections (a standby may be taking over from a supervisor that died).
+fn connect(path: &Path, patience: Duration) -> std::io::Result<UnixStream> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match UnixStream::connect(path) {
+            Err(e)
+                if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::NotFound)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Sends one request to a lab's supervisor and waits for its answer.
 pub fn request(lab: &str, req: &Request, timeout: Duration) -> Result<Response> {
+    exchange(lab, req, timeout, TAKEOVER)
+}
+
+/// What pinging the lab's supervisor found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ping {
+    /// The pid of the process that serves.
+    Answered(u32),
+    /// The socket is root's alone (mode 0600): a user may not ask.
+    NotAllowed,
+    NoAnswer,
+}
+
+/// Pings the lab's supervisor once, without waiting for a takeover: for callers that
+/// watch the processes themselves while they poll.
+pub fn ping(lab: &str) -> Ping {
+    match exchange(lab, &Request::Ping, Duration::from_secs(1), Duration::ZERO) {
+        Ok(Response { pid: Some(pid), .. }) => Ping::Answered(pid),
+        Err(e)
+            if e.root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == ErrorKind::PermissionDenied) =>
+        {
+            Ping::NotAllowed
+        }
+        _ => Ping::NoAnswer,
+    }
+}
+
+fn exchange(lab: &str, req: &Request, timeout: Duration, patience: Duration) -> Result<Response> {
     let path = socket_path(lab);
-    let mut s = UnixStream::connect(&path).with_context(|| {
+    let mut s = connect(&path, patience).with_context(|| {
         format!(
             "the supervisor of lab `{lab}` does not answer at {}\n  hint: `vpclab status {lab}` shows whether it is running; `sudo vpclab down {lab}` and `up` restart the lab",
             path.display()

@@ -53,6 +53,14 @@ pub fn down(lab: &str) -> DownReport {
         lab: lab.to_string(),
         ..Default::default()
     };
+    // First of all: no supervisor process starts or takes over from now on, so the
+    // processes read from the state file below are all there will be. Without a state
+    // file there is nothing to mark, and no supervisor process can record itself either.
+    if state::file(lab).exists()
+        && let Err(e) = super::supervisor::forbid_restarts(lab)
+    {
+        r.failures.push(format!("{e:#}"));
+    }
     let st = match State::load(lab) {
         Ok(s) => s,
         Err(e) => {

@@ -1,9 +1,11 @@
 //! What is up: the state file checked against the kernel.
 
 use super::Running;
-use super::state::{self, Phase};
+use super::state::{self, Phase, State};
+use super::{control, supervisor};
 use crate::kernel::netns;
 use serde::Serialize;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -14,6 +16,8 @@ pub struct Status {
     pub namespaces: Vec<NsStatus>,
     pub processes: Vec<ProcStatus>,
     pub databases: Vec<DbStatus>,
+    /// `None` for a lab brought up without services.
+    pub supervisor: Option<SupervisorStatus>,
     /// Every namespace and recorded process is there.
     pub healthy: bool,
     pub problems: Vec<String>,
@@ -36,6 +40,14 @@ pub struct DbServer {
     pub private_ip: std::net::Ipv4Addr,
     /// `None` when the server doesn't answer on its socket.
     pub server: Option<crate::services::mariadb::NodeStatus>,
+}
+
+/// The supervisor's pair of processes (see `supervisor`): the one that answers on the
+/// control socket and the standby that takes over when it dies.
+#[derive(Debug, Serialize)]
+pub struct SupervisorStatus {
+    pub serving: Option<i32>,
+    pub standby: Option<i32>,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,8 +96,25 @@ pub fn status(r: &Running) -> Status {
     for n in namespaces.iter().filter(|n| !n.present) {
         problems.push(format!("namespace {} ({}) has vanished", n.name, n.node));
     }
-    for p in processes.iter().filter(|p| !p.alive) {
+    // A dead supervisor process is replaced by the other one of its pair; whether that
+    // worked is checked below.
+    for p in processes
+        .iter()
+        .filter(|p| !p.alive && p.node != supervisor::NODE)
+    {
         problems.push(format!("{} on {} (pid {}) is gone", p.what, p.node, p.pid));
+    }
+    let supervised = r.state.processes.iter().any(|p| p.node == supervisor::NODE);
+    let supervisor = supervised.then(|| supervisor_status(&r.lab.name));
+    if let Some(s) = &supervisor {
+        let monitors =
+            r.lab.databases.iter().any(|d| d.standby.is_some()) && !r.state.runtime.databases_off;
+        let serves = if monitors {
+            "the lab's DNS, instance metadata and database health checks"
+        } else {
+            "the lab's DNS and instance metadata"
+        };
+        problems.extend(supervisor_problems(&r.lab.name, &r.state.source, serves, s));
     }
     let databases = if r.state.runtime.databases_off {
         Vec::new()
@@ -106,6 +135,7 @@ pub fn status(r: &Running) -> Status {
     Status {
         lab: r.lab.name.clone(),
         databases,
+        supervisor,
         phase: r.state.phase,
         source: r.state.source.clone(),
         age_seconds: state::now().saturating_sub(r.state.created),
@@ -113,6 +143,59 @@ pub fn status(r: &Running) -> Status {
         namespaces,
         processes,
         problems,
+    }
+}
+
+/// Asks the supervisor, and looks for its standby in the state file, waiting out a
+/// takeover in progress (while a process of the pair lives, one may still answer).
+fn supervisor_status(lab: &str) -> SupervisorStatus {
+    let deadline = Instant::now() + control::TAKEOVER;
+    loop {
+        let recorded: Vec<_> = State::load(lab)
+            .ok()
+            .flatten()
+            .map(|st| st.processes)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.node == supervisor::NODE && p.alive())
+            .collect();
+        let record = |what: &str| recorded.iter().find(|p| p.what == what).map(|p| p.pid);
+        let s = SupervisorStatus {
+            serving: match control::ping(lab) {
+                control::Ping::Answered(pid) => Some(pid as i32),
+                // Without root, the process recorded as serving is all there is to go by.
+                control::Ping::NotAllowed => record(supervisor::SERVING),
+                control::Ping::NoAnswer => None,
+            },
+            standby: record(supervisor::STANDBY),
+        };
+        let whole = s.serving.is_some() && s.standby.is_some();
+        if whole || recorded.is_empty() || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `serves` names what stops while no supervisor process serves.
+fn supervisor_problems(lab: &str, source: &str, serves: &str, s: &SupervisorStatus) -> Vec<String> {
+    let log = state::dir(lab).join("supervisor.log");
+    let rebuild = format!(
+        "`sudo vpclab down {lab}`, then `sudo vpclab up` again from {source}, rebuilds the lab"
+    );
+    match (s.serving, s.standby) {
+        (Some(_), Some(_)) => vec![],
+        (Some(pid), None) => vec![format!(
+            "the supervisor (pid {pid}) has no standby: were it killed, nothing would restart it\n  hint: its log says why: {}",
+            log.display()
+        )],
+        (None, Some(pid)) => vec![format!(
+            "the supervisor does not answer and its standby (pid {pid}) has not taken over: {serves} are down\n  hint: its log says why: {}; {rebuild}",
+            log.display()
+        )],
+        (None, None) => vec![format!(
+            "the supervisor is gone (both of its processes died): {serves} are down\n  hint: {rebuild}"
+        )],
     }
 }
 
@@ -186,6 +269,14 @@ pub fn render(s: &Status) -> String {
             ));
         }
     }
+    if let Some(sup) = &s.supervisor {
+        let pid = |p: Option<i32>| p.map_or_else(|| "NONE".to_string(), |p| p.to_string());
+        o.push_str(&format!(
+            "supervisor: serving pid {}, standby pid {}\n",
+            pid(sup.serving),
+            pid(sup.standby)
+        ));
+    }
     for d in &s.databases {
         o.push_str(&format!("database {} (endpoint {}):\n", d.name, d.endpoint));
         for srv in &d.servers {
@@ -237,5 +328,61 @@ fn age(secs: u64) -> String {
         s if s < 120 => format!("{s} s"),
         s if s < 7200 => format!("{} min", s / 60),
         s => format!("{} h", s / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(serving: Option<i32>, standby: Option<i32>) -> Vec<String> {
+        supervisor_problems(
+            "lab1",
+            "labs/x.yaml",
+            "DNS and metadata",
+            &SupervisorStatus { serving, standby },
+        )
+    }
+
+    #[test]
+    fn a_supervisor_with_its_standby_is_no_problem() {
+        assert_eq!(problems(Some(10), Some(11)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_supervisor_found_dead_is_reported_with_what_stops_and_the_fix() {
+        let p = problems(None, None);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].starts_with("the supervisor is gone"), "{}", p[0]);
+        assert!(
+            p[0].contains("died): DNS and metadata are down"),
+            "{}",
+            p[0]
+        );
+        assert!(
+            p[0].contains(
+                "hint: `sudo vpclab down lab1`, then `sudo vpclab up` again from labs/x.yaml, rebuilds the lab"
+            ),
+            "{}",
+            p[0]
+        );
+        let p = problems(None, Some(11));
+        assert!(
+            p[0].contains("standby (pid 11) has not taken over"),
+            "{}",
+            p[0]
+        );
+        assert!(p[0].contains("/run/vpclab/lab1/supervisor.log"), "{}", p[0]);
+    }
+
+    #[test]
+    fn a_supervisor_without_a_standby_is_reported() {
+        let p = problems(Some(10), None);
+        assert_eq!(p.len(), 1);
+        assert!(
+            p[0].starts_with("the supervisor (pid 10) has no standby"),
+            "{}",
+            p[0]
+        );
     }
 }

@@ -1,12 +1,34 @@
-//! The lab's supervisor: one detached process per lab (`vpclab supervise LAB`, started
-//! by `up`) owning the long-lived parts: the VPC's and the internet's DNS servers, the
-//! instance metadata service, and (with a database) the health monitor. It runs in the
-//! host's namespaces but serves on sockets it opened inside the lab's namespaces.
-//! The CLI talks to it over `supervisor.sock`; `down` stops it by pid.
+//! The lab's supervisor (`vpclab supervise LAB`, started detached by `up`) owns the
+//! long-lived parts of a lab: the VPC's and the internet's DNS servers, the instance
+//! metadata service, and (with a database) the health monitor. It runs in the host's
+//! namespaces but serves on sockets it opened inside the lab's namespaces. The CLI talks
+//! to it over `supervisor.sock`.
+//!
+//! On AWS these services never disappear, so a `kill -9` of the supervisor must not end
+//! them either. It therefore runs as a pair, like the Multi-AZ database it watches: two
+//! `vpclab supervise LAB` processes, one serving and one standing by. Whichever holds the
+//! exclusive lock on `supervisor.lock` serves; the standby blocks on that lock. The kernel
+//! drops the lock the moment its holder dies, however it dies, so the standby takes over
+//! within milliseconds without anyone having to notice the death, and two processes can
+//! never serve (bind the lab's sockets) at once. The serving process keeps the pair whole:
+//! the standby is its child, and when that exits another is started. A `kill -9` of
+//! either process is thus repaired by the other; only both dying at once ends the
+//! supervisor, which is what `down` does. (A keeper parent restarting its child would
+//! itself need a keeper; with the lock, the serving process needs no watcher at all.)
+//!
+//! What to serve comes from the state file, never from the lab file alone: a supervisor
+//! that takes over serves the database endpoint at the primary a failover moved it to.
+//!
+//! `down` must win against restarts: it leaves a `stopping` mark under the state file's
+//! lock before it signals anything, and every supervisor process is started, and takes
+//! over, only under that lock and only while the mark is absent, recording itself before
+//! the lock is released. So `down` either finds a new process in the state file or none
+//! starts.
 
 use super::control::{self, Request, Response};
 use super::state::{self, State};
 use super::{Running, database, running};
+use crate::kernel::lock;
 use crate::kernel::process::Proc;
 use crate::kernel::{self, netns};
 use crate::plan::aws_id;
@@ -17,43 +39,127 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
+/// The node both supervisor processes are recorded under in the state file.
 pub const NODE: &str = "supervisor";
+/// The record of the process that serves.
+pub const SERVING: &str = "supervisor";
+/// The record of the process waiting to take over.
+pub const STANDBY: &str = "standby";
 
-/// Starts the supervisor of `lab` detached, records it, and waits until it answers.
-pub fn start(lab: &str, st: &mut State) -> Result<Proc> {
-    let dir = state::dir(lab);
-    let log_path = dir.join("supervisor.log");
+/// Standbys that keep dying at once (say, their binary is gone) are restarted at most
+/// this often, not in a busy loop; the first restart is immediate.
+const STANDBY_RESTART_PACE: Duration = Duration::from_millis(500);
+
+fn serving_lock(lab: &str) -> PathBuf {
+    state::dir(lab).join("supervisor.lock")
+}
+
+fn stopping_mark(lab: &str) -> PathBuf {
+    state::dir(lab).join("stopping")
+}
+
+fn log_path(lab: &str) -> PathBuf {
+    state::dir(lab).join("supervisor.log")
+}
+
+/// Called by `down` before it signals anything: from now on no supervisor process of
+/// the lab starts or takes over. Under the state lock, so a start in progress has either
+/// recorded its process already or will see the mark.
+pub fn forbid_restarts(lab: &str) -> Result<()> {
+    State::modify(lab, |_| {
+        std::fs::write(stopping_mark(lab), b"")
+            .with_context(|| format!("write {}", stopping_mark(lab).display()))
+    })?;
+    Ok(())
+}
+
+/// `vpclab supervise LAB`, detached, logging to the lab's supervisor log.
+fn supervise_command(lab: &str) -> Result<Command> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
-        .with_context(|| format!("open {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("find the vpclab binary")?;
-    let mut cmd = Command::new(exe);
-    cmd.args(["supervise", lab])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    // A session of its own: the supervisor outlives the terminal that ran `up`.
+        .open(log_path(lab))
+        .with_context(|| format!("open {}", log_path(lab).display()))?;
+    // The very binary running now, even if a rebuild has replaced the file at its path
+    // since: both processes of the pair then always speak the same protocol.
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(
+        std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "vpclab".into()),
+    )
+    .args(["supervise", lab])
+    .stdin(Stdio::null())
+    .stdout(log.try_clone()?)
+    .stderr(log);
+    // A session of its own: it outlives the terminal that ran `up`, and a signal to the
+    // process group of one process of the pair doesn't reach the other.
     kernel::start_in_new_session(&mut cmd);
-    let child = cmd.spawn().context("start the supervisor")?;
-    let p = Proc::of(child.id() as i32, NODE, "supervisor")?;
-    st.processes.push(p.clone());
-    st.save()?;
+    Ok(cmd)
+}
+
+/// Starts a supervisor process recorded as `what`, replacing the records of dead ones
+/// in that role. `None` when `down` has begun. Started and recorded under the state lock,
+/// so `down` never misses it (see the module comment).
+fn start_recorded(lab: &str, what: &str) -> Result<Option<(Child, Proc)>> {
+    let mut started: Option<Child> = None;
+    let recorded = State::modify(lab, |st| {
+        if stopping_mark(lab).exists() {
+            return Ok(None);
+        }
+        let child = started.insert(
+            supervise_command(lab)?
+                .spawn()
+                .context("start a supervisor process")?,
+        );
+        let p = Proc::of(child.id() as i32, NODE, what)?;
+        st.processes
+            .retain(|x| !(x.node == NODE && x.what == what && !x.alive()));
+        st.processes.push(p.clone());
+        Ok(Some(p))
+    });
+    match (recorded, started) {
+        (Ok((_, Some(p))), Some(child)) => Ok(Some((child, p))),
+        (Ok(_), _) => Ok(None),
+        (Err(e), child) => {
+            // Unrecorded, `down` would never stop it.
+            if let Some(mut child) = child {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The supervisor's two processes, as `up` reports them.
+pub struct Pair {
+    pub serving: Proc,
+    pub standby: Option<Proc>,
+}
+
+/// Starts the supervisor of `lab` (the pair's first process, which starts the standby),
+/// records it, and waits until it answers.
+pub fn start(lab: &str) -> Result<Pair> {
+    let Some((_, serving)) = start_recorded(lab, SERVING)? else {
+        bail!("lab `{lab}` is being removed (`down` has begun)");
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if control::request(lab, &Request::Ping, Duration::from_secs(1)).is_ok() {
-            return Ok(p);
+        if matches!(control::ping(lab), control::Ping::Answered(_)) {
+            break;
         }
-        if !p.alive() {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if !serving.alive() {
+            let log = std::fs::read_to_string(log_path(lab)).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(8).collect();
             bail!(
                 "the supervisor exited during start:\n  {}",
@@ -63,11 +169,91 @@ pub fn start(lab: &str, st: &mut State) -> Result<Proc> {
         if Instant::now() > deadline {
             bail!(
                 "the supervisor did not answer within 10 s (log: {})",
-                log_path.display()
+                log_path(lab).display()
             );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+    let st = State::load(lab)?.with_context(|| format!("lab `{lab}` has no state file"))?;
+    let standby = st
+        .processes
+        .iter()
+        .find(|p| p.node == NODE && p.what == STANDBY)
+        .cloned();
+    Ok(Pair { serving, standby })
+}
+
+/// Records this process as the one serving, in place of the one it replaces. `None`
+/// when `down` has begun; otherwise the pids of the processes it replaced.
+fn take_over(lab: &str) -> Result<Option<Vec<i32>>> {
+    let me = Proc::of(std::process::id() as i32, NODE, SERVING)?;
+    let is_me = |p: &Proc| p.pid == me.pid && p.start_time == me.start_time;
+    // The lock is ours, so a process recorded as serving has let go of it: it is dead
+    // or in its last moments of exiting (after SIGTERM), and must not be reported as the
+    // supervisor. Dead standbys go too.
+    let replaced = |p: &Proc| p.node == NODE && !is_me(p) && (p.what == SERVING || !p.alive());
+    let (_, replaced) = State::modify(lab, |st| {
+        if stopping_mark(lab).exists() {
+            return Ok(None);
+        }
+        let pids: Vec<i32> = st
+            .processes
+            .iter()
+            .filter(|p| replaced(p))
+            .map(|p| p.pid)
+            .collect();
+        st.processes.retain(|p| !replaced(p) && !is_me(p));
+        st.processes.push(me.clone());
+        Ok(Some(pids))
+    })?;
+    Ok(replaced)
+}
+
+/// Starts the standby, and another whenever it exits, until `down` begins.
+fn keep_a_standby(lab: &str) -> Result<Option<Proc>> {
+    let Some((first, p)) = start_recorded(lab, STANDBY)? else {
+        return Ok(None);
+    };
+    let lab = lab.to_string();
+    std::thread::Builder::new()
+        .name("standby".into())
+        .spawn(move || {
+            let mut standby = first;
+            let mut last_restart: Option<Instant> = None;
+            loop {
+                let pid = standby.id();
+                let how = standby
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+                eprintln!(
+                    "vpclab supervisor of lab `{lab}`: its standby (pid {pid}) ended ({how})"
+                );
+                let since = last_restart.map(|t| t.elapsed());
+                if let Some(rest) = since.and_then(|s| STANDBY_RESTART_PACE.checked_sub(s)) {
+                    std::thread::sleep(rest);
+                }
+                last_restart = Some(Instant::now());
+                standby = loop {
+                    match start_recorded(&lab, STANDBY) {
+                        Ok(Some((child, _))) => break child,
+                        Ok(None) => return,
+                        // Without a state file there is no lab to stand by for.
+                        Err(_) if !state::file(&lab).exists() => return,
+                        Err(e) => {
+                            eprintln!("vpclab supervisor of lab `{lab}`: start a standby: {e:#}");
+                            std::thread::sleep(STANDBY_RESTART_PACE);
+                        }
+                    }
+                };
+                eprintln!(
+                    "vpclab supervisor of lab `{lab}`: standby pid {} started",
+                    standby.id()
+                );
+            }
+        })
+        .context("start the standby's keeper")?;
+    Ok(Some(p))
 }
 
 /// What the supervisor serves, rebuilt from the state file on every reload.
@@ -80,8 +266,20 @@ struct Served {
     db_ops: Arc<std::sync::Mutex<()>>,
 }
 
-/// The supervisor's main: serve until told to stop (or SIGTERM).
+/// The supervisor's main: wait for the turn to serve (at once for the first process of
+/// the pair), then serve until SIGTERM.
 pub fn run(lab: &str) -> Result<()> {
+    let me = std::process::id();
+    // Declared before the runtime, so dropped after it: the lab's sockets are closed
+    // before a standby can take over and bind them again.
+    let Some(_turn) = lock::wait_exclusive(&serving_lock(lab))? else {
+        eprintln!("vpclab supervisor of lab `{lab}` (pid {me}): the lab was removed; exiting");
+        return Ok(());
+    };
+    let Some(replaced) = take_over(lab)? else {
+        eprintln!("vpclab supervisor of lab `{lab}` (pid {me}): the lab is going down; exiting");
+        return Ok(());
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,43 +302,51 @@ pub fn run(lab: &str) -> Result<()> {
         for d in monitored {
             start_monitor(&r, &d.name, db_ops.clone())?;
         }
+        // Before the control socket: once `up` gets an answer, the pair is whole.
+        let standby = keep_a_standby(lab)?;
         let sock = control::socket_path(lab);
         let _ = std::fs::remove_file(&sock);
         let listener =
             UnixListener::bind(&sock).with_context(|| format!("listen on {}", sock.display()))?;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
-        eprintln!(
-            "vpclab supervisor of lab `{lab}` ready (pid {})",
-            std::process::id()
-        );
+        let replaced = match replaced.as_slice() {
+            [] => String::new(),
+            pids => format!(
+                ", in place of pid {}",
+                pids.iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let standby = match standby {
+            Some(p) => format!("standby pid {}", p.pid),
+            None => "no standby: the lab is going down".into(),
+        };
+        eprintln!("vpclab supervisor of lab `{lab}` ready (pid {me}{replaced}; {standby})");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         loop {
             tokio::select! {
                 _ = term.recv() => break,
                 conn = listener.accept() => {
                     let (stream, _) = conn?;
-                    let served = served.clone();
-                    if handle(stream, served).await {
-                        break;
-                    }
+                    handle(stream, served.clone()).await;
                 }
             }
         }
-        let _ = std::fs::remove_file(&sock);
-        eprintln!("vpclab supervisor of lab `{lab}` stopped");
+        eprintln!("vpclab supervisor of lab `{lab}` (pid {me}) stopped");
         Ok(())
     })
 }
 
-/// Answers one request; returns true when asked to shut down.
-async fn handle(stream: tokio::net::UnixStream, served: Arc<tokio::sync::Mutex<Served>>) -> bool {
+/// Answers one request.
+async fn handle(stream: tokio::net::UnixStream, served: Arc<tokio::sync::Mutex<Served>>) {
     let (rd, mut wr) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(rd).read_line(&mut line).await.is_err() {
-        return false;
+        return;
     }
     let req: Result<Request, _> = serde_json::from_str(line.trim());
-    let mut shutdown = false;
     let resp = match req {
         Err(e) => Response::error(format!("bad request: {e}")),
         Ok(Request::Ping) => Response {
@@ -184,15 +390,10 @@ async fn handle(stream: tokio::net::UnixStream, served: Arc<tokio::sync::Mutex<S
                 Err(e) => Response::error(e),
             }
         }
-        Ok(Request::Shutdown) => {
-            shutdown = true;
-            Response::ok()
-        }
     };
     let mut out = serde_json::to_string(&resp).unwrap_or_default();
     out.push('\n');
     let _ = wr.write_all(out.as_bytes()).await;
-    shutdown
 }
 
 /// What the supervisor serves, swappable while serving: reload and failover replace
@@ -213,8 +414,14 @@ fn bind_in(ns: &str, addrs: &[Ipv4Addr], port: u16) -> Result<(Vec<UdpSocket>, V
         let mut tcp = Vec::new();
         for a in addrs {
             let sa = SocketAddr::from((*a, port));
-            udp.push(UdpSocket::bind(sa).with_context(|| format!("bind udp {sa} in {ns}"))?);
-            tcp.push(TcpListener::bind(sa).with_context(|| format!("bind tcp {sa} in {ns}"))?);
+            udp.push(
+                bind_once_free(|| UdpSocket::bind(sa))
+                    .with_context(|| format!("bind udp {sa} in {ns}"))?,
+            );
+            tcp.push(
+                bind_once_free(|| TcpListener::bind(sa))
+                    .with_context(|| format!("bind tcp {sa} in {ns}"))?,
+            );
         }
         for s in &udp {
             s.set_nonblocking(true)?;
@@ -224,6 +431,21 @@ fn bind_in(ns: &str, addrs: &[Ipv4Addr], port: u16) -> Result<(Vec<UdpSocket>, V
         }
         Ok((udp, tcp))
     })
+}
+
+/// Binds, waiting up to a second while the address is in use: the lock that let this
+/// process take over may be released a moment before the sockets of the process that
+/// died are closed.
+fn bind_once_free<S>(bind: impl Fn() -> std::io::Result<S>) -> std::io::Result<S> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match bind() {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Binds the lab's service sockets inside its namespaces and starts serving.

@@ -166,15 +166,26 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
         checkpoint("supervisor")?;
         let t = Instant::now();
         progress.start("supervisor");
-        let sup = supervisor::start(&lab.name, &mut st)?;
+        let sup = supervisor::start(&lab.name)?;
+        let standby = sup
+            .standby
+            .map(|p| format!(" (standby pid {})", p.pid))
+            .unwrap_or_default();
         progress.done(
             "supervisor",
-            &format!("pid {}: VPC and internet DNS, instance metadata", sup.pid),
+            &format!(
+                "pid {}{standby}: VPC and internet DNS, instance metadata",
+                sup.serving.pid
+            ),
             t.elapsed(),
         );
         checkpoint("ready")?;
-        st.phase = Phase::Up;
-        st.save()
+        // Under the lock: the supervisor records a new standby whenever one exits.
+        State::modify(&lab.name, |st| {
+            st.phase = Phase::Up;
+            Ok(())
+        })?;
+        Ok(())
     })();
 
     if let Err(e) = result {
