@@ -240,12 +240,14 @@ impl Netlink {
         via: Option<Ipv4Addr>,
         dev: &str,
     ) -> Result<()> {
-        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+        // The kernel deletes only a route whose scope matches: the same as `add_route`'s.
+        let b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst.network(), dst.prefix_len())
             .table_id(table);
-        if let Some(gw) = via {
-            b = b.gateway(gw);
-        }
+        let b = match via {
+            Some(gw) => b.gateway(gw),
+            None => b.scope(RouteScope::Link),
+        };
         let via_s = via.map(|v| format!(" via {v}")).unwrap_or_default();
         self.handle
             .route()

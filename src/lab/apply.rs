@@ -18,7 +18,7 @@ use crate::kernel::{self, netns, process};
 use crate::plan::{self, Plan};
 use crate::reconcile::{self, Change, PlanDelta, Refusal};
 use crate::services;
-use crate::topology::{Lab, Loaded};
+use crate::topology::{self, Allocations, Lab, Loaded};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -70,11 +70,25 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
         );
     }
     let now = running(Some(&name))?;
-    let diff = reconcile::changes(&now.file_lab, &loaded.lab);
+    // Validated again with the addresses the running objects hold, so they keep them.
+    let (file_lab, diags) = topology::check_keeping(
+        &loaded.text,
+        &loaded.source,
+        Some(&name),
+        &now.state.allocations,
+    );
+    let file_lab = file_lab.with_context(|| {
+        format!(
+            "{} does not fit the running lab's addresses:\n{}",
+            loaded.source.label(),
+            diags.render(&loaded.source.label())
+        )
+    })?;
+    let diff = reconcile::changes(&now.file_lab, &file_lab);
     if !diff.refusals.is_empty() {
         return Err(Refused(diff.refusals).into());
     }
-    let new_lab = apply_runtime(loaded.lab.clone(), &now.state.runtime);
+    let new_lab = apply_runtime(file_lab.clone(), &now.state.runtime);
     let new_plan = plan::compile(&new_lab);
     let delta = reconcile::delta(&now.plan, &new_plan);
     let kernel_writes = delta.kernel_writes(&new_plan);
@@ -102,6 +116,7 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
         st.yaml = loaded.text.clone();
         st.source = loaded.source.label();
         st.applying = true;
+        st.allocations = Allocations::of(&file_lab);
         for ns in &new_plan.namespaces {
             if !st.namespaces.contains(&ns.name) {
                 st.namespaces.push(ns.name.clone());

@@ -56,7 +56,8 @@ pub fn running(name: Option<&str>) -> Result<Running> {
             "lab `{name}` is not up\n  hint: `vpclab ls` lists the labs that are; `sudo vpclab up` starts the built-in one"
         );
     };
-    let (lab, diags) = topology::check(&st.yaml, &Source::Builtin, Some(&st.lab));
+    let (lab, diags) =
+        topology::check_keeping(&st.yaml, &Source::Builtin, Some(&st.lab), &st.allocations);
     let lab = lab.with_context(|| {
         format!(
             "the lab text saved in the state of `{name}` no longer validates:\n{}",

@@ -53,6 +53,10 @@ pub struct State {
     /// An `apply` recorded a new `yaml` and has not finished making the kernel match it.
     #[serde(default)]
     pub applying: bool,
+    /// The addresses the lab's objects hold: an edit of the file keeps them (AWS never
+    /// renumbers a running network interface), so the lab is rebuilt from `yaml` with them.
+    #[serde(default)]
+    pub allocations: crate::topology::Allocations,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

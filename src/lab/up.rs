@@ -113,6 +113,7 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
                 ..Default::default()
             },
             applying: false,
+            allocations: crate::topology::Allocations::of(lab),
         };
         st.save()?;
         checkpoint("state")?;

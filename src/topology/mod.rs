@@ -131,6 +131,17 @@ pub fn load(source: Source, name: Option<&str>) -> Result<Loaded, LoadError> {
 
 /// Parses and validates text; the lab is `Some` exactly when there is no error.
 pub fn check(text: &str, source: &Source, name: Option<&str>) -> (Option<Lab>, Diagnostics) {
+    check_keeping(text, source, name, &Allocations::default())
+}
+
+/// `check` for a running lab's file: objects that hold addresses in `kept` keep them, and
+/// `auto` addresses go to new objects only.
+pub fn check_keeping(
+    text: &str,
+    source: &Source,
+    name: Option<&str>,
+    kept: &Allocations,
+) -> (Option<Lab>, Diagnostics) {
     let parsed: Result<file::LabFile, _> = serde_saphyr::from_str(text);
     match parsed {
         Ok(f) => validate::validate(
@@ -138,6 +149,7 @@ pub fn check(text: &str, source: &Source, name: Option<&str>) -> (Option<Lab>, D
             &validate::Options {
                 name_override: name.map(str::to_string),
                 default_name: source.default_name(),
+                kept: kept.clone(),
             },
         ),
         Err(e) => {
@@ -170,6 +182,42 @@ pub mod testing {
 mod tests {
     use super::testing::builtin;
     use super::*;
+
+    /// AWS never renumbers a running interface: a running lab's objects keep their
+    /// addresses when an edit adds an object whose `auto` address would come first.
+    #[test]
+    fn kept_addresses_survive_an_edit_that_adds_objects_before_them() {
+        let before = builtin();
+        let edited = BUILTIN_YAML.replace(
+            "instances:\n",
+            "instances:\n  early:\n    subnet: public-2a\n    public_ip: auto\n    security_groups: [MyWebServer-SecurityGroup]\n",
+        );
+        let (fresh, _) = check(&edited, &Source::Builtin, None);
+        let fresh = fresh.expect("the edited lab is valid");
+        // Built from scratch, the new instance takes the NAT gateway's address and the
+        // web server's public one: what an edit of a running lab must not do.
+        assert_eq!(
+            fresh.instance("early").unwrap().private_ip.to_string(),
+            "10.0.0.4"
+        );
+        let (kept, d) = check_keeping(&edited, &Source::Builtin, None, &Allocations::of(&before));
+        let kept = kept.unwrap_or_else(|| panic!("{}", d.render("edited")));
+        assert_eq!(
+            kept.nat_gateways[0].private_ip,
+            before.nat_gateways[0].private_ip
+        );
+        assert_eq!(kept.elastic_ips[0].address, before.elastic_ips[0].address);
+        assert_eq!(
+            kept.instance("web").unwrap().public_ip,
+            before.instance("web").unwrap().public_ip
+        );
+        let early = kept.instance("early").unwrap();
+        assert_eq!(early.private_ip.to_string(), "10.0.0.5");
+        assert!(
+            !Allocations::of(&before).holds_public(early.public_ip.address().unwrap()),
+            "the new instance gets a public address nobody holds"
+        );
+    }
 
     #[test]
     fn builtin_lab_is_the_write_up_hands_on() {

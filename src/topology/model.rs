@@ -479,6 +479,50 @@ pub fn hostname_for(ip: Ipv4Addr) -> String {
     format!("ip-{}", ip.to_string().replace('.', "-"))
 }
 
+/// The addresses a lab's objects hold, by owner: private ones (instances, NAT gateways,
+/// database servers) and public ones (instances' auto-assigned, Elastic IPs, publicly
+/// accessible database servers). A running lab records them so an edit of its file keeps
+/// every existing object's addresses (validation hands out `auto` ones to new objects only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Allocations {
+    #[serde(default)]
+    pub private: std::collections::BTreeMap<String, Ipv4Addr>,
+    #[serde(default)]
+    pub public: std::collections::BTreeMap<String, Ipv4Addr>,
+}
+
+impl Allocations {
+    pub fn of(lab: &Lab) -> Allocations {
+        let mut a = Allocations::default();
+        for i in &lab.instances {
+            a.private.insert(i.name.clone(), i.private_ip);
+            if let PublicIp::Auto { address } = i.public_ip {
+                a.public.insert(i.name.clone(), address);
+            }
+        }
+        for n in &lab.nat_gateways {
+            a.private.insert(n.name.clone(), n.private_ip);
+        }
+        for e in &lab.elastic_ips {
+            a.public.insert(e.name.clone(), e.address);
+        }
+        for d in &lab.databases {
+            for n in std::iter::once(&d.primary).chain(&d.standby) {
+                a.private.insert(n.name.clone(), n.private_ip);
+                if let Some(p) = n.public_ip {
+                    a.public.insert(n.name.clone(), p);
+                }
+            }
+        }
+        a
+    }
+
+    /// Some object holds public address `ip`.
+    pub fn holds_public(&self, ip: Ipv4Addr) -> bool {
+        self.public.values().any(|&p| p == ip)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Source, load};

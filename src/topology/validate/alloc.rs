@@ -1,7 +1,12 @@
 //! The addresses written as `auto`, handed out once every fixed one is known.
+//!
+//! A running lab's addresses are sticky: an object that already holds one keeps it (AWS
+//! never renumbers a running network interface, and an Elastic IP is its address), so an
+//! edit that adds an object before it in the file does not move it. Those addresses are
+//! reserved for their owners; new objects get the lowest addresses nobody holds.
 
 use super::Validator;
-use crate::topology::model::Subnet;
+use crate::topology::model::{Allocations, Subnet};
 use crate::topology::well_known::INTERNET_RESOLVER;
 use ipnet::Ipv4Net;
 use serde_saphyr::Location;
@@ -20,15 +25,22 @@ pub(super) enum Address {
 
 /// Hands out `auto` addresses in file order: private ones from each subnet's first
 /// usable address (.4) up, public ones from the pool's tenth address up.
-pub(super) struct Allocator {
+pub(super) struct Allocator<'k> {
     next_private: HashMap<Ipv4Net, u32>,
     pool: Ipv4Net,
     pool_cursor: u32,
     public_used: HashSet<Ipv4Addr>,
+    /// What a running lab's objects already hold (empty for a lab being built).
+    kept: &'k Allocations,
+    kept_private: HashSet<Ipv4Addr>,
 }
 
-impl Allocator {
-    pub(super) fn new(pool: Ipv4Net, internet: impl Iterator<Item = Ipv4Addr>) -> Self {
+impl<'k> Allocator<'k> {
+    pub(super) fn new(
+        pool: Ipv4Net,
+        internet: impl Iterator<Item = Ipv4Addr>,
+        kept: &'k Allocations,
+    ) -> Self {
         let mut public_used: HashSet<Ipv4Addr> = internet.collect();
         public_used.insert(INTERNET_RESOLVER);
         Allocator {
@@ -36,6 +48,8 @@ impl Allocator {
             pool,
             pool_cursor: u32::from(pool.network()) + PUBLIC_POOL_START,
             public_used,
+            kept,
+            kept_private: kept.private.values().copied().collect(),
         }
     }
 
@@ -56,12 +70,22 @@ impl Allocator {
         if let Address::Fixed(ip) = address {
             return ip;
         }
+        if let Some(&ip) = self.kept.private.get(owner)
+            && s.cidr.contains(&ip)
+            && !v.used_ips.contains_key(&ip)
+        {
+            v.used_ips.insert(ip, owner.to_string());
+            return ip;
+        }
         let last = u32::from(s.cidr.broadcast()) - 1;
         let cursor = self
             .next_private
             .entry(s.cidr)
             .or_insert(u32::from(s.cidr.network()) + 4);
-        while *cursor <= last && v.used_ips.contains_key(&Ipv4Addr::from(*cursor)) {
+        while *cursor <= last
+            && (v.used_ips.contains_key(&Ipv4Addr::from(*cursor))
+                || self.kept_private.contains(&Ipv4Addr::from(*cursor)))
+        {
             *cursor += 1;
         }
         if *cursor > last {
@@ -77,11 +101,18 @@ impl Allocator {
         ip
     }
 
-    /// The next free address of the pool.
-    pub(super) fn public(&mut self, v: &mut Validator, at: Location) -> Ipv4Addr {
+    /// The public address of `owner`: the one it holds, or the next free one of the pool.
+    pub(super) fn public(&mut self, v: &mut Validator, owner: &str, at: Location) -> Ipv4Addr {
+        if let Some(&ip) = self.kept.public.get(owner)
+            && self.pool.contains(&ip)
+            && self.public_used.insert(ip)
+        {
+            return ip;
+        }
         let last = u32::from(self.pool.broadcast()) - 1;
         while self.pool_cursor <= last
-            && self.public_used.contains(&Ipv4Addr::from(self.pool_cursor))
+            && (self.public_used.contains(&Ipv4Addr::from(self.pool_cursor))
+                || self.kept.holds_public(Ipv4Addr::from(self.pool_cursor)))
         {
             self.pool_cursor += 1;
         }
@@ -130,7 +161,12 @@ mod tests {
         let mut v = validator();
         let claimed: Ipv4Addr = "10.0.0.5".parse().unwrap();
         v.used_ips.insert(claimed, "instance `web`".into());
-        let mut alloc = Allocator::new("198.51.100.0/24".parse().unwrap(), std::iter::empty());
+        let none = Allocations::default();
+        let mut alloc = Allocator::new(
+            "198.51.100.0/24".parse().unwrap(),
+            std::iter::empty(),
+            &none,
+        );
         let s = subnet("10.0.0.0/28");
         let mut next = |v: &mut Validator, address| {
             alloc
@@ -156,23 +192,56 @@ mod tests {
         let mut v = validator();
         // The pool's tenth address is .42; the internet's resolver is 192.0.2.53.
         let host: Ipv4Addr = "192.0.2.42".parse().unwrap();
-        let mut alloc = Allocator::new("192.0.2.32/27".parse().unwrap(), [host].into_iter());
+        let none = Allocations::default();
+        let mut alloc = Allocator::new("192.0.2.32/27".parse().unwrap(), [host].into_iter(), &none);
         assert!(alloc.claim_public("192.0.2.43".parse().unwrap()));
         assert!(!alloc.claim_public("192.0.2.43".parse().unwrap()));
         let got: Vec<String> = (0..18)
-            .map(|_| alloc.public(&mut v, Location::UNKNOWN).to_string())
+            .map(|i| {
+                alloc
+                    .public(&mut v, &format!("o{i}"), Location::UNKNOWN)
+                    .to_string()
+            })
             .collect();
         assert_eq!(got.first().unwrap(), "192.0.2.44");
         assert_eq!(got.last().unwrap(), "192.0.2.62");
         assert!(!got.contains(&"192.0.2.53".to_string()));
         assert_eq!(errors(&v), Vec::<String>::new());
         assert_eq!(
-            alloc.public(&mut v, Location::UNKNOWN).to_string(),
+            alloc.public(&mut v, "last", Location::UNKNOWN).to_string(),
             "0.0.0.0"
         );
         assert_eq!(
             errors(&v),
             ["the public IP pool 192.0.2.32/27 has no free address left"]
         );
+    }
+
+    #[test]
+    fn kept_addresses_stay_with_their_owners_and_new_owners_get_free_ones() {
+        let mut v = validator();
+        let mut kept = Allocations::default();
+        kept.private
+            .insert("nat".into(), "10.0.0.4".parse().unwrap());
+        kept.public
+            .insert("web".into(), "198.51.100.10".parse().unwrap());
+        let mut alloc = Allocator::new(
+            "198.51.100.0/24".parse().unwrap(),
+            std::iter::empty(),
+            &kept,
+        );
+        let s = subnet("10.0.0.0/28");
+        // A new instance comes first in the file; the NAT gateway keeps .4 all the same.
+        let new = alloc.private(&mut v, Address::Auto, &s, "new", Location::UNKNOWN);
+        let nat = alloc.private(&mut v, Address::Auto, &s, "nat", Location::UNKNOWN);
+        assert_eq!(
+            (new.to_string(), nat.to_string()),
+            ("10.0.0.5".into(), "10.0.0.4".into())
+        );
+        let new_public = alloc.public(&mut v, "other", Location::UNKNOWN);
+        let web_public = alloc.public(&mut v, "web", Location::UNKNOWN);
+        assert_eq!(new_public.to_string(), "198.51.100.11");
+        assert_eq!(web_public.to_string(), "198.51.100.10");
+        assert_eq!(errors(&v), Vec::<String>::new());
     }
 }

@@ -206,7 +206,7 @@ impl Validator {
             let private_ip = alloc.private(self, i.private_ip, &subnets[i.subnet], &i.name, i.at);
             let public_ip = match i.public_ip {
                 PublicChoice::None => PublicAddress::None,
-                PublicChoice::Auto => PublicAddress::Auto(alloc.public(self, i.at)),
+                PublicChoice::Auto => PublicAddress::Auto(alloc.public(self, &i.name, i.at)),
                 PublicChoice::Elastic(eip) => PublicAddress::Elastic(eip),
             };
             out.push(AddressedInstance {

@@ -308,7 +308,7 @@ impl Validator {
         for e in eips {
             let address = match e.address {
                 Address::Fixed(ip) => ip,
-                Address::Auto => alloc.public(self, e.at),
+                Address::Auto => alloc.public(self, &e.name, e.at),
             };
             out.push(ElasticIp {
                 name: e.name,

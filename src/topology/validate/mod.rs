@@ -11,7 +11,7 @@
 use super::aws::{self, reserved_reason, usable_range};
 use super::diag::Diagnostics;
 use super::file::{LabFile, S, Scalar};
-use super::model::{Lab, Service, Subnet};
+use super::model::{Allocations, Lab, Service, Subnet};
 use super::well_known::RESERVED_NODE_NAMES;
 use super::{LAB_NAME_HINT, check_lab_name};
 use ipnet::Ipv4Net;
@@ -36,6 +36,8 @@ pub struct Options {
     pub name_override: Option<String>,
     /// Used when the file has no `name:` (the file's stem).
     pub default_name: String,
+    /// The addresses a running lab's objects hold, which they keep (see `alloc`).
+    pub kept: Allocations,
 }
 
 /// Checks a parsed lab file. Returns the lab when there is no error; warnings are in the
@@ -335,7 +337,7 @@ impl Validator {
         );
         let db_subnet_groups = self.db_subnet_groups(f, &net);
         let databases = self.databases(f, &net, &db_subnet_groups, &security_groups, &mut nodes);
-        let mut alloc = Allocator::new(net.public_pool(), internet.ips.keys().copied());
+        let mut alloc = Allocator::new(net.public_pool(), internet.ips.keys().copied(), &opts.kept);
         let elastic_ips = self.elastic_ips(f, &net, &internet, &mut alloc, &mut nodes);
         let nodes = self.unique_nodes(nodes);
 

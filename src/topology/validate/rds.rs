@@ -162,11 +162,12 @@ impl Validator {
                 let subnet = &subnets[p.subnet];
                 let name = format!("{}-{}", d.name, az_suffix(region, &subnet.az));
                 let private_ip = alloc.private(v, p.private_ip, subnet, &name, d.at);
+                let public_ip = d.publicly_accessible.map(|_| alloc.public(v, &name, d.at));
                 DbNode {
                     name,
                     subnet: p.subnet,
                     private_ip,
-                    public_ip: d.publicly_accessible.map(|_| alloc.public(v, d.at)),
+                    public_ip,
                 }
             };
             let primary = server(self, &d.primary);

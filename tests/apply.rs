@@ -1,0 +1,386 @@
+//! `vpclab apply` on running labs: each kind of live change, what must not move (namespaces,
+//! processes, held connections), refused and invalid edits changing nothing. Root only.
+
+mod common;
+
+use common::{Lab, text, vpclab};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+const BUILTIN: &str = include_str!("../labs/handson.yaml");
+
+/// A folder for this test's lab files, removed at the end.
+struct Files(PathBuf);
+
+impl Files {
+    fn new(name: &str) -> Files {
+        let d = std::env::temp_dir().join(format!("vpclab-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Files(d)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn apply(lab: &Lab, file: &Path, extra: &[&str]) -> Output {
+    vpclab()
+        .arg("apply")
+        .arg(file)
+        .args(["--name", &lab.name])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn applied(lab: &Lab, file: &Path) -> String {
+    let o = apply(lab, file, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Every namespace of the lab with its inode: a namespace made again gets another one.
+fn namespace_identities(lab: &Lab) -> Vec<(String, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut v: Vec<(String, u64)> = common::namespaces_of(&lab.name)
+        .into_iter()
+        .map(|n| {
+            let ino = std::fs::metadata(format!("/run/netns/{n}")).unwrap().ino();
+            (n, ino)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The lab's recorded processes: (node, program, pid).
+fn processes(lab: &Lab) -> Vec<(String, String, i64)> {
+    let st: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(format!("/run/vpclab/{}/state.json", lab.name)).unwrap(),
+    )
+    .unwrap();
+    let mut v: Vec<(String, String, i64)> = st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["node"].as_str().unwrap().to_string(),
+                p["what"].as_str().unwrap().to_string(),
+                p["pid"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn probe_passes(lab: &Lab) {
+    let o = vpclab().args(["probe", &lab.name]).output().unwrap();
+    assert!(o.status.success(), "probe after apply:\n{}", text(&o));
+}
+
+fn can_connect(lab: &Lab, from: &str, addr: &str) -> bool {
+    lab.connect(from, addr).is_ok()
+}
+
+/// The write-up's "edit inbound rules: SSH from my IP", live: new connections follow the
+/// rule at once, a removed rule leaves an established connection alone (security groups
+/// are stateful), and nothing else in the lab moves.
+#[test]
+fn a_security_group_rule_changes_live_and_nothing_else_moves() {
+    require_root!();
+    let files = Files::new("t-apsg");
+    let ssh_rule = "      - { type: ssh, source: my-ip }\n";
+    assert!(BUILTIN.contains(ssh_rule));
+    let without = files.write("without-ssh.yaml", &BUILTIN.replace(ssh_rule, ""));
+    let with = files.write("with-ssh.yaml", BUILTIN);
+    let lab = Lab::up(Some(without.to_str().unwrap()), "t-apsg");
+    let web = "198.51.100.10:22";
+    assert!(!can_connect(&lab, "my-laptop", web), "no ssh rule yet");
+
+    // A connection to the web server, held across the edits.
+    let mut held = lab.connect("my-laptop", "198.51.100.10:80").unwrap();
+    let namespaces = namespace_identities(&lab);
+    let procs = processes(&lab);
+
+    let dry = apply(&lab, &with, &["--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        !can_connect(&lab, "my-laptop", web),
+        "--dry-run changes nothing"
+    );
+
+    let out = applied(&lab, &with);
+    assert!(
+        out.contains(
+            "~ security group MyWebServer-SecurityGroup: + inbound tcp 22 from my-ip (203.0.113.10)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("applied 1 change in "), "{out}");
+    assert!(
+        can_connect(&lab, "my-laptop", web),
+        "ssh from my IP is open"
+    );
+    assert!(!can_connect(&lab, "stranger", web), "and only from my IP");
+    probe_passes(&lab);
+
+    // An ssh connection made now survives the rule's removal; a new one is refused.
+    let mut ssh = lab.connect("my-laptop", web).unwrap();
+    ssh.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut banner = String::new();
+    BufReader::new(&mut ssh).read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("SSH-2.0-"), "{banner:?}");
+    let out = applied(&lab, &without);
+    assert!(
+        out.contains(
+            "~ security group MyWebServer-SecurityGroup: - inbound tcp 22 from my-ip (203.0.113.10)"
+        ),
+        "{out}"
+    );
+    assert!(
+        !can_connect(&lab, "my-laptop", web),
+        "new connections are refused"
+    );
+    ssh.write_all(b"SSH-2.0-vpclab-test\r\n").unwrap();
+    let mut kexinit = [0u8; 64];
+    let n = ssh
+        .read(&mut kexinit)
+        .expect("the tracked connection goes on");
+    assert!(n > 0, "sshd answered on the established connection");
+
+    held.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    held.write_all(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    held.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+
+    assert_eq!(
+        namespace_identities(&lab),
+        namespaces,
+        "no namespace was made again"
+    );
+    assert_eq!(processes(&lab), procs, "no process was restarted");
+    drop(lab);
+    assert_eq!(common::leftovers("t-apsg"), Vec::<String>::new());
+}
+
+/// Instances, subnets and routes come and go in a running lab; existing objects keep their
+/// addresses (the NAT gateway keeps 10.0.0.4 when an instance is added before it).
+#[test]
+fn instances_subnets_and_routes_change_live() {
+    require_root!();
+    let files = Files::new("t-apin");
+    let lab = Lab::up(None, "t-apin");
+    let base = files.write("base.yaml", BUILTIN);
+    let more = BUILTIN
+        .replace(
+            "  private-2c: ",
+            "  public-2b:  { az: ap-northeast-2c, cidr: 10.0.4.0/24, route_table: public }\n  private-2c: ",
+        )
+        .replace(
+            "instances:\n",
+            "instances:\n  early:\n    subnet: public-2a\n    public_ip: auto\n    key_pair: aws-study\n    security_groups: [MyWebServer-SecurityGroup]\n    services: [ssh]\n  app2:\n    subnet: private-2c\n    public_ip: none\n    key_pair: aws-study\n    security_groups: [MyApp-SecurityGroup]\n    services: [ssh]\n",
+        );
+    assert!(more.contains("public-2b") && more.contains("app2"));
+    let more = files.write("more.yaml", &more);
+    let nat_addr = || {
+        let o = lab.exec("my-nat", &["ip", "-4", "-br", "addr", "show", "eth0"]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(nat_addr().contains("10.0.0.4/24"), "{}", nat_addr());
+    let kept_namespaces = namespace_identities(&lab);
+    let kept_procs = processes(&lab);
+
+    let out = applied(&lab, &more);
+    for line in [
+        "+ subnet public-2b",
+        "+ instance early",
+        "+ instance app2",
+        "~ route table public: + subnet public-2b",
+        "applied 4 changes in ",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(
+        nat_addr().contains("10.0.0.4/24"),
+        "the NAT gateway kept its address: {}",
+        nat_addr()
+    );
+    let early = lab.exec("early", &["ip", "-4", "-br", "addr", "show", "eth0"]);
+    assert!(
+        String::from_utf8_lossy(&early.stdout).contains("10.0.0.5/24"),
+        "{}",
+        text(&early)
+    );
+    // app2 (10.0.3.x) answers ssh from web (its group allows the VPC), and reaches the
+    // internet through the NAT gateway; its private DNS name resolves.
+    let app2_ip = {
+        let o = lab.exec("app2", &["ip", "-4", "-br", "addr", "show", "eth0"]);
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        s.split_whitespace()
+            .find(|w| w.starts_with("10.0.3."))
+            .unwrap_or_else(|| panic!("app2 has no address: {s}"))
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert!(can_connect(&lab, "web", &format!("{app2_ip}:22")));
+    let o = lab.exec(
+        "app2",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://example-web.example/",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{}", text(&o));
+    let name = format!(
+        "ip-{}.ap-northeast-2.compute.internal",
+        app2_ip.replace('.', "-")
+    );
+    let o = lab.exec("web", &["nslookup", &name]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&app2_ip),
+        "{}",
+        text(&o)
+    );
+    probe_passes(&lab);
+    // What was there before is untouched: the same namespaces and processes.
+    let now = namespace_identities(&lab);
+    for ns in &kept_namespaces {
+        assert!(now.contains(ns), "{ns:?} was made again or removed");
+    }
+    let procs = processes(&lab);
+    for p in &kept_procs {
+        assert!(procs.contains(p), "{p:?} was restarted or stopped");
+    }
+
+    // The private route table loses its way out, then gets it back.
+    let no_nat = files.write(
+        "no-nat.yaml",
+        &BUILTIN.replace("  private:\n    0.0.0.0/0: my-nat\n", "  private: {}\n"),
+    );
+    let out = applied(&lab, &no_nat);
+    assert!(out.contains("~ route table"), "{out}");
+    assert!(
+        out.contains("- instance app2") && out.contains("- subnet public-2b"),
+        "{out}"
+    );
+    let o = lab.exec(
+        "app",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://203.0.113.60/",
+        ],
+    );
+    assert_ne!(
+        String::from_utf8_lossy(&o.stdout),
+        "200",
+        "no route to the NAT gateway"
+    );
+    applied(&lab, &base);
+    let o = lab.exec(
+        "app",
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://203.0.113.60/",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{}", text(&o));
+    assert_eq!(namespace_identities(&lab), kept_namespaces);
+    probe_passes(&lab);
+    let again = applied(&lab, &base);
+    assert_eq!(again.trim(), "no changes");
+    drop(lab);
+    assert_eq!(common::leftovers("t-apin"), Vec::<String>::new());
+}
+
+/// Edits AWS can't make in place are refused, every one at once, and an invalid file is
+/// reported like `up` reports it; neither changes anything.
+#[test]
+fn refused_and_invalid_edits_change_nothing() {
+    require_root!();
+    let files = Files::new("t-apno");
+    let lab = Lab::up(None, "t-apno");
+    let state = || std::fs::read_to_string(format!("/run/vpclab/{}/state.json", lab.name)).unwrap();
+    let before = (state(), namespace_identities(&lab));
+
+    // The VPC's CIDR, and the web server moved to another subnet: AWS changes neither.
+    let refused = files.write(
+        "refused.yaml",
+        &BUILTIN
+            .replace("cidr: 10.0.0.0/16", "cidr: 10.0.0.0/17")
+            .replace(
+                "    subnet: public-2c\n    private_ip: 10.0.2.238",
+                "    subnet: public-2a\n    private_ip: 10.0.0.238",
+            ),
+    );
+    let o = apply(&lab, &refused, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("AWS fixes a VPC's CIDR block"), "{err}");
+    assert!(
+        err.contains("stays in the subnet it was launched in"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+
+    let invalid = files.write(
+        "invalid.yaml",
+        &BUILTIN.replace("cidr: 10.0.3.0/24", "cidr: 10.0.3.0/33"),
+    );
+    let o = apply(&lab, &invalid, &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("invalid.yaml:"),
+        "errors name FILE:LINE:COL: {err}"
+    );
+
+    assert_eq!((state(), namespace_identities(&lab)), before);
+    let not_up = vpclab()
+        .args(["apply", "--name", "t-apnone"])
+        .output()
+        .unwrap();
+    assert!(!not_up.status.success());
+    assert!(
+        String::from_utf8_lossy(&not_up.stderr).contains("is not up"),
+        "{}",
+        text(&not_up)
+    );
+}
