@@ -18,6 +18,9 @@
 #   nat      iperf3 throughput app -> example-web through the NAT and internet gateways,
 #            alternated with a plain-forwarding chain of the same hops and a direct veth pair
 #                                                                       (NAT path >= 90 % plain)
+#   apply    vpclab apply on running labs: one security-group rule on labs/scale-1000.yaml (<= 50 ms)
+#            against down + up of the same lab, one instance with sshd and nginx added to the
+#            built-in lab (<= 300 ms), a no-change apply on the 1,000-instance lab (<= 100 ms)
 #
 # Every number printed comes from a command run in this invocation. Nothing is created in the
 # host's network namespace: every namespace is named vpclab-bench*.*, Mininet runs inside a
@@ -27,7 +30,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/scripts/bench
-ALL_SECTIONS=(fabric services database scale scaling nat)
+ALL_SECTIONS=(fabric services database scale scaling nat apply)
 declare -A SECTION_HELP=(
     [fabric]="built-in lab fabric: vpclab up/down"
     [services]="built-in lab with services (no database) ready; the probe suite"
@@ -35,6 +38,7 @@ declare -A SECTION_HELP=(
     [scale]="1,000-instance lab: vpclab vs plain ip script vs Mininet"
     [scaling]="the same three at smaller sizes (--sizes)"
     [nat]="iperf3 through the NAT path vs a plain chain vs a direct veth pair"
+    [apply]="vpclab apply: a rule change on 1,000 instances vs down+up, one instance added, a no-change apply"
 )
 
 RUNS=5
@@ -528,6 +532,55 @@ section_nat() {
 }
 
 # ---------------------------------------------------------------- main
+
+# apply_ms LAB FILE -> the "ms" vpclab apply reports (its own clock, from reading the file to done)
+apply_ms() {
+    "$VPCLAB" apply "$2" --name "$1" --json >"$TMP/apply.json" || { cat "$TMP/apply.json" >&2; die "vpclab apply $2 failed"; }
+    awk -F': ' '/"ms"/ { gsub(/[^0-9]/, "", $2); print $2 / 1000 }' "$TMP/apply.json"
+}
+
+section_apply() {
+    say ""
+    say "== apply: changing running labs (vpclab apply FILE --name LAB --json; its own \"ms\")"
+    local scale=$ROOT/labs/scale-1000.yaml rule=$TMP/scale-rule.yaml extra=$TMP/extra.yaml
+    sed 's|      - { type: ssh, source: 10.20.0.0/16 }|&\n      - { protocol: tcp, port: 9090, source: 10.20.0.0/16 }|' "$scale" >"$rule"
+    grep -q 'port: 9090' "$rule" || die "could not add a rule to $scale"
+    awk '{ print } /^instances:/ { print "  extra:\n    subnet: public-2c\n    public_ip: auto\n    key_pair: aws-study\n    security_groups: [MyWebServer-SecurityGroup]\n    services: [ssh, http]" }' \
+        "$ROOT/labs/handson.yaml" >"$extra"
+    local rules=() rebuilds=() nochange=() adds=() t u d r writes
+    LABS_UP+=(benchapply)
+    "$VPCLAB" up --name benchapply --fabric-only --quiet "$scale" || die "vpclab up benchapply failed"
+    for ((r = 1; r <= RUNS; r++)); do
+        # The rule on, then off again: each is one change to the `app` group (920 members).
+        t=$(apply_ms benchapply "$rule"); rules+=("$t")
+        t=$(apply_ms benchapply "$scale"); rules+=("$t")
+        t=$(apply_ms benchapply "$scale"); nochange+=("$t")
+        writes=$(awk -F': ' '/"kernel_writes"/ { gsub(/[^0-9]/, "", $2); print $2 }' "$TMP/apply.json")
+        [[ $writes == 0 ]] || die "a no-change apply made $writes kernel writes"
+        # The alternative without apply: the whole lab down and up again with the rule.
+        timed d "$VPCLAB" down benchapply >/dev/null || die "vpclab down benchapply failed"
+        timed u "$VPCLAB" up --name benchapply --fabric-only --quiet "$scale" || die "vpclab up benchapply failed"
+        rebuilds+=("$(awk -v a="$d" -v b="$u" 'BEGIN { printf "%.3f", a + b }')")
+        say "  run $r/$RUNS: rule on ${rules[-2]} s, off ${rules[-1]} s, no change ${nochange[-1]} s (0 kernel writes); down + up ${rebuilds[-1]} s"
+    done
+    "$VPCLAB" down benchapply >/dev/null
+    pause
+    LABS_UP+=(benchadd)
+    "$VPCLAB" up --name benchadd --no-databases --quiet || die "vpclab up benchadd failed"
+    for ((r = 1; r <= RUNS; r++)); do
+        t=$(apply_ms benchadd "$extra"); adds+=("$t")
+        apply_ms benchadd "$ROOT/labs/handson.yaml" >/dev/null
+        say "  run $r/$RUNS: instance with sshd and nginx added in $t s"
+    done
+    "$VPCLAB" down benchadd >/dev/null
+    local mr mb mn ma; mr=$(median "${rules[@]}"); mb=$(median "${rebuilds[@]}"); mn=$(median "${nochange[@]}"); ma=$(median "${adds[@]}")
+    say "  medians: rule change $mr s, down + up $mb s (apply is $(ratio "$mb" "$mr")x faster), no change $mn s, instance added $ma s"
+    record apply "1,000 instances: one SG rule (920 members)" "$mr" s "$((2 * RUNS))" "<= 0.05" "${rules[@]}"
+    record apply "1,000 instances: down + up instead" "$mb" s "$RUNS" - "${rebuilds[@]}"
+    record apply "down + up / apply of one rule" "$(ratio "$mb" "$mr")" x "$RUNS" -
+    record apply "1,000 instances: no-change apply" "$mn" s "$RUNS" "<= 0.1" "${nochange[@]}"
+    record apply "built-in lab: one instance added" "$ma" s "$RUNS" "<= 0.3" "${adds[@]}"
+}
 
 summary() {
     local i w=42
