@@ -16,7 +16,7 @@ use super::up::checkpoint;
 use super::{Running, apply_runtime, control, hosts, running};
 use crate::kernel::{self, netns, process};
 use crate::plan::{self, Plan};
-use crate::reconcile::{self, Change, PlanDelta, Refusal};
+use crate::reconcile::{self, Change, Kind, Op, PlanDelta, Refusal};
 use crate::services;
 use crate::topology::{self, Allocations, Lab, Loaded};
 use anyhow::{Context, Result, bail};
@@ -87,6 +87,17 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
     let diff = reconcile::changes(&now.file_lab, &file_lab);
     if !diff.refusals.is_empty() {
         return Err(Refused(diff.refusals).into());
+    }
+    // A database pair is built by `up` (template, replication, accounts); making or
+    // removing one in a running lab is not something vpclab does yet.
+    if let Some(c) = diff
+        .changes
+        .iter()
+        .find(|c| c.kind == Kind::Database && c.op != Op::Change)
+    {
+        bail!(
+            "{c}: vpclab creates and deletes databases only with the whole lab; nothing was changed\n  hint: `sudo vpclab down {name}` and `sudo vpclab up` with the edited file"
+        );
     }
     let new_lab = apply_runtime(file_lab.clone(), &now.state.runtime);
     let new_plan = plan::compile(&new_lab);
