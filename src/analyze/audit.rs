@@ -1,0 +1,1 @@
+//! AWS Security Hub's controls, checked on a lab.

@@ -1,0 +1,1 @@
+//! Every source against every destination.
