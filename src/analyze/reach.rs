@@ -30,7 +30,7 @@ use std::net::Ipv4Addr;
 /// table. `IGW_DESTINATION_ADDRESS_IN_VPC_CIDRS` cannot happen: validation rejects a
 /// route whose destination overlaps the VPC CIDR, so the internet gateway never gets a
 /// packet for a VPC address from inside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     EniSgRulesMismatch,
@@ -377,10 +377,11 @@ impl Names<'_> {
                     .map(|n| n.subnet)
             })
             .map(|s| &self.lab.subnets[s]);
-        c.detail = Some(match subnet {
-            Some(s) => format!("{ip} in subnet {} ({})", s.name, s.az),
-            None => ip.to_string(),
-        });
+        c.detail = match subnet {
+            Some(s) => Some(format!("{ip} in subnet {} ({})", s.name, s.az)),
+            None if c.id == ip.to_string() => None,
+            None => Some(ip.to_string()),
+        };
         c
     }
 
@@ -864,7 +865,10 @@ mod tests {
             a.path[3].detail.as_deref(),
             Some("source 10.0.2.238 -> 198.51.100.10")
         );
-        assert_eq!(a.path[4].detail.as_deref(), Some("203.0.113.60"));
+        assert_eq!(
+            (a.path[4].id.as_str(), a.path[4].detail.as_deref()),
+            ("203.0.113.60", None)
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod ls;
 mod nat_table;
 mod plan;
 mod probe;
+mod reach;
 mod reboot;
 mod ssh;
 mod status;
@@ -85,6 +86,9 @@ enum Command {
     /// The NAT gateway's live mappings (its conntrack table), or the internet gateway's
     /// stateless 1:1 pairs with the packets each one rewrote
     NatTable(nat_table::Args),
+    /// Can FROM reach TO? The path as AWS's Reachability Analyzer tells it, from the
+    /// lab's plan alone (no root with --file); --verify proves it with a real packet
+    Reach(reach::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -110,6 +114,7 @@ pub fn run() -> ExitCode {
         Command::Supervise(a) => supervise::run(a),
         Command::Trace(a) => trace::run(a),
         Command::NatTable(a) => nat_table::run(a),
+        Command::Reach(a) => reach::run(a),
     };
     match result {
         Ok(code) => code,
