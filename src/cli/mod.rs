@@ -1,6 +1,7 @@
 //! Command-line wiring: one file per subcommand, no logic beyond calling the layers.
 
 mod apply;
+mod audit;
 mod cidr;
 mod diagram;
 mod down;
@@ -89,6 +90,9 @@ enum Command {
     /// Can FROM reach TO? The path as AWS's Reachability Analyzer tells it, from the
     /// lab's plan alone (no root with --file); --verify proves it with a real packet
     Reach(reach::Args),
+    /// Check the lab against AWS Security Hub's controls (EC2.2, EC2.9, EC2.13, EC2.18,
+    /// EC2.19, RDS.2, RDS.5) and what the internet can reach; exit 1 on a critical or high finding
+    Audit(audit::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -115,6 +119,7 @@ pub fn run() -> ExitCode {
         Command::Trace(a) => trace::run(a),
         Command::NatTable(a) => nat_table::run(a),
         Command::Reach(a) => reach::run(a),
+        Command::Audit(a) => audit::run(a),
     };
     match result {
         Ok(code) => code,
