@@ -656,12 +656,14 @@ impl Names<'_> {
                     )
                 }
                 Some(Role::InternetRouter) if vpc.contains(dst) => {
+                    // The internet gateway is the component AWS names, though the
+                    // packet stops one hop earlier: nothing routes a private address to it.
                     let c = match &self.lab.internet_gateway {
                         Some(igw) => self.node(igw),
                         None => self.node(node),
                     };
                     b(
-                        node,
+                        &c.name.clone(),
                         Code::IgwPrivateIpAssociationForIngress,
                         c,
                         format!(
