@@ -7,6 +7,7 @@
 //! `vpclab` binary, one file per subcommand. The crate is a library so that integration tests can
 //! call the validator and the planner directly.
 
+pub mod analyze;
 pub mod cidr;
 pub mod cli;
 pub mod diagram;

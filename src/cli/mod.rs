@@ -1,6 +1,7 @@
 //! Command-line wiring: one file per subcommand, no logic beyond calling the layers.
 
 mod apply;
+mod audit;
 mod cidr;
 mod diagram;
 mod down;
@@ -12,6 +13,7 @@ mod ls;
 mod nat_table;
 mod plan;
 mod probe;
+mod reach;
 mod reboot;
 mod ssh;
 mod status;
@@ -85,6 +87,12 @@ enum Command {
     /// The NAT gateway's live mappings (its conntrack table), or the internet gateway's
     /// stateless 1:1 pairs with the packets each one rewrote
     NatTable(nat_table::Args),
+    /// Can FROM reach TO? The path as AWS's Reachability Analyzer tells it, from the
+    /// lab's plan alone (no root with --file); --verify proves it with a real packet
+    Reach(reach::Args),
+    /// Check the lab against AWS Security Hub's controls (EC2.2, EC2.9, EC2.13, EC2.18,
+    /// EC2.19, RDS.2, RDS.5) and what the internet can reach; exit 1 on a critical or high finding
+    Audit(audit::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -110,6 +118,8 @@ pub fn run() -> ExitCode {
         Command::Supervise(a) => supervise::run(a),
         Command::Trace(a) => trace::run(a),
         Command::NatTable(a) => nat_table::run(a),
+        Command::Reach(a) => reach::run(a),
+        Command::Audit(a) => audit::run(a),
     };
     match result {
         Ok(code) => code,

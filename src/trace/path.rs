@@ -1,10 +1,13 @@
 //! The path a packet should take, computed from the Plan alone: route lookups with the
 //! router's policy rules, bridges, the nftables IR (NAT and filters) and a small
 //! conntrack so the reply is translated back. `trace` uses it to know where to capture
-//! and to explain a drop no counter saw (a chain's policy); tests use it without root.
+//! and to explain a drop no counter saw (a chain's policy); `analyze` reads the decisions
+//! it records (routes chosen, rules that accepted or translated) to explain a path the way
+//! AWS's Reachability Analyzer does; tests use it without root.
 
 use crate::plan::firewall::{self, Addr, Hook, L4, Match, Policy, Table, Verdict};
 use crate::plan::{MAIN_TABLE, Netns, Plan};
+use ipnet::Ipv4Net;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -68,10 +71,40 @@ pub enum End {
     TooManyHops,
 }
 
+/// What decided the packet's way at one point, in the order the packet met it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "kebab-case")]
+pub enum Decision {
+    /// A route lookup chose `dst` (the matched prefix) in kernel table `table`.
+    Route {
+        node: String,
+        table: u32,
+        dst: Ipv4Net,
+        dev: String,
+        via: Option<Ipv4Addr>,
+    },
+    /// A filter rule (its comment) accepted the packet in `chain`.
+    Accept {
+        node: String,
+        chain: String,
+        rule: String,
+    },
+    /// A NAT rule (its comment) rewrote the packet.
+    Translate {
+        node: String,
+        rule: String,
+        before: Tuple,
+        after: Tuple,
+    },
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SimPath {
     pub hops: Vec<SimHop>,
     pub end: End,
+    /// Routes, accepting rules and translations, in order (not part of `trace`'s output).
+    #[serde(skip)]
+    pub decisions: Vec<Decision>,
 }
 
 /// What conntrack remembers per namespace: the tuple before and after NAT.
@@ -92,6 +125,13 @@ struct Ctx<'a> {
     ct: Ct,
 }
 
+/// Where the walk writes what it crossed and what decided its way.
+#[derive(Default)]
+struct Log {
+    hops: Vec<SimHop>,
+    decisions: Vec<Decision>,
+}
+
 enum ChainResult {
     Continue,
     Drop(String, Option<String>),
@@ -102,9 +142,13 @@ const MAX_HOPS: usize = 64;
 /// Follows `tuple` from `from` (a node that sends it) until it is delivered or dropped.
 /// `reply` says it answers a connection whose request went through `ct` already.
 pub fn simulate(plan: &Plan, from: &str, tuple: Tuple, ct: &mut Conntrack, reply: bool) -> SimPath {
-    let mut hops = Vec::new();
-    let end = walk(plan, from, tuple, ct, reply, &mut hops);
-    SimPath { hops, end }
+    let mut log = Log::default();
+    let end = walk(plan, from, tuple, ct, reply, &mut log);
+    SimPath {
+        hops: log.hops,
+        end,
+        decisions: log.decisions,
+    }
 }
 
 /// One link crossing: out of `from`'s interface, into `to`'s.
@@ -126,7 +170,7 @@ fn walk(
     tuple: Tuple,
     ct: &mut Conntrack,
     reply: bool,
-    hops: &mut Vec<SimHop>,
+    log: &mut Log,
 ) -> End {
     let ctstate = if reply { Ct::Established } else { Ct::New };
     let Some(mut ns) = plan.netns(from) else {
@@ -134,7 +178,7 @@ fn walk(
     };
     let mut pkt = tuple;
     // Sent by a local socket: output route, output filter, source NAT.
-    let Some((dev, nh)) = lookup(ns, None, pkt.dst) else {
+    let Some((dev, nh)) = route(ns, None, pkt.dst, log) else {
         return End::NoRoute {
             node: ns.node.clone(),
             dst: pkt.dst,
@@ -145,7 +189,7 @@ fn walk(
         oif: Some(&dev),
         ct: ctstate,
     };
-    if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Output, &pkt, &ctx) {
+    if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Output, &pkt, &ctx, log) {
         return End::Dropped {
             node: ns.node.clone(),
             chain,
@@ -153,7 +197,7 @@ fn walk(
         };
     }
     if ctstate == Ct::New {
-        pkt = nat(ns, Hook::Postrouting, pkt, &ctx, ct);
+        pkt = nat(ns, Hook::Postrouting, pkt, &ctx, ct, log);
     }
     let mut out = (dev, nh);
     for _ in 0..MAX_HOPS {
@@ -164,7 +208,7 @@ fn walk(
                 addr: out.1,
             };
         };
-        cross(hops, (ns, &port), (next, &next_if), pkt);
+        cross(&mut log.hops, (ns, &port), (next, &next_if), pkt);
         ns = next;
         // A bridge switches the frame to another port unless it is for the bridge's own
         // address (then the namespace routes it).
@@ -176,7 +220,7 @@ fn walk(
                         addr: out.1,
                     };
                 };
-                cross(hops, (ns, &p2), (n2, &if2), pkt);
+                cross(&mut log.hops, (ns, &p2), (n2, &if2), pkt);
                 ns = n2;
                 m2.unwrap_or(if2)
             }
@@ -192,9 +236,9 @@ fn walk(
         // its source after filtering (postrouting), as conntrack does.
         let mut restored = pkt;
         pkt = match ctstate {
-            Ct::New => nat(ns, Hook::Prerouting, pkt, &ctx, ct),
+            Ct::New => nat(ns, Hook::Prerouting, pkt, &ctx, ct, log),
             // A stateless device rewrites the reply by its rules, as it did the request.
-            Ct::Established if stateless(ns) => rewrite(ns, Hook::Prerouting, pkt, &ctx),
+            Ct::Established if stateless(ns) => rewrite(ns, Hook::Prerouting, pkt, &ctx, log),
             Ct::Established => {
                 restored = unnat(ns, pkt, ct);
                 Tuple {
@@ -210,7 +254,7 @@ fn walk(
                 sport: restored.sport,
                 ..pkt
             };
-            if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Input, &pkt, &ctx) {
+            if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Input, &pkt, &ctx, log) {
                 return End::Dropped {
                     node: ns.node.clone(),
                     chain,
@@ -226,7 +270,7 @@ fn walk(
                 node: ns.node.clone(),
             };
         }
-        let Some((dev, nh)) = lookup(ns, Some(&l3_if), pkt.dst) else {
+        let Some((dev, nh)) = route(ns, Some(&l3_if), pkt.dst, log) else {
             return End::NoRoute {
                 node: ns.node.clone(),
                 dst: pkt.dst,
@@ -237,7 +281,7 @@ fn walk(
             oif: Some(&dev),
             ct: ctstate,
         };
-        if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Forward, &pkt, &ctx) {
+        if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Forward, &pkt, &ctx, log) {
             return End::Dropped {
                 node: ns.node.clone(),
                 chain,
@@ -245,8 +289,8 @@ fn walk(
             };
         }
         pkt = match ctstate {
-            Ct::New => nat(ns, Hook::Postrouting, pkt, &ctx, ct),
-            Ct::Established if stateless(ns) => rewrite(ns, Hook::Postrouting, pkt, &ctx),
+            Ct::New => nat(ns, Hook::Postrouting, pkt, &ctx, ct, log),
+            Ct::Established if stateless(ns) => rewrite(ns, Hook::Postrouting, pkt, &ctx, log),
             Ct::Established => Tuple {
                 src: restored.src,
                 sport: restored.sport,
@@ -288,9 +332,36 @@ fn has_addr_on(ns: &Netns, dev: &str, ip: Ipv4Addr) -> bool {
         .any(|a| a.dev == dev && a.addr.addr() == ip)
 }
 
+/// `lookup`, recording the route it chose.
+fn route(
+    ns: &Netns,
+    iif: Option<&str>,
+    dst: Ipv4Addr,
+    log: &mut Log,
+) -> Option<(String, Ipv4Addr)> {
+    let (table, prefix, dev, nh) = choose(ns, iif, dst)?;
+    log.decisions.push(Decision::Route {
+        node: ns.node.clone(),
+        table,
+        dst: prefix,
+        dev: dev.clone(),
+        via: (nh != dst).then_some(nh),
+    });
+    Some((dev, nh))
+}
+
 /// Policy rules (`iif` → table), then the main table with the connected routes of the
 /// namespace's addresses. Longest prefix wins within a table. Returns (device, next hop).
 pub fn lookup(ns: &Netns, iif: Option<&str>, dst: Ipv4Addr) -> Option<(String, Ipv4Addr)> {
+    choose(ns, iif, dst).map(|(_, _, dev, nh)| (dev, nh))
+}
+
+/// The route `lookup` takes: (table, matched prefix, device, next hop).
+fn choose(
+    ns: &Netns,
+    iif: Option<&str>,
+    dst: Ipv4Addr,
+) -> Option<(u32, Ipv4Net, String, Ipv4Addr)> {
     let mut rules: Vec<_> = ns.rules.iter().collect();
     rules.sort_by_key(|r| r.priority);
     let tables = rules
@@ -299,9 +370,12 @@ pub fn lookup(ns: &Netns, iif: Option<&str>, dst: Ipv4Addr) -> Option<(String, I
         .map(|r| r.table)
         .chain([MAIN_TABLE]);
     for table in tables {
-        let mut best: Option<(u8, String, Ipv4Addr)> = None;
-        let mut consider = |prefix: u8, dev: &str, nh: Ipv4Addr| {
-            if best.as_ref().is_none_or(|b| prefix > b.0) {
+        let mut best: Option<(Ipv4Net, String, Ipv4Addr)> = None;
+        let mut consider = |prefix: Ipv4Net, dev: &str, nh: Ipv4Addr| {
+            if best
+                .as_ref()
+                .is_none_or(|b| prefix.prefix_len() > b.0.prefix_len())
+            {
                 best = Some((prefix, dev.to_string(), nh));
             }
         };
@@ -310,17 +384,17 @@ pub fn lookup(ns: &Netns, iif: Option<&str>, dst: Ipv4Addr) -> Option<(String, I
             .iter()
             .filter(|r| r.table == table && r.dst.contains(&dst))
         {
-            consider(r.dst.prefix_len(), &r.dev, r.via.unwrap_or(dst));
+            consider(r.dst, &r.dev, r.via.unwrap_or(dst));
         }
         if table == MAIN_TABLE {
             for a in ns.addresses.iter().filter(|a| a.dev != "lo") {
                 if a.addr.trunc().contains(&dst) {
-                    consider(a.addr.prefix_len(), &a.dev, dst);
+                    consider(a.addr.trunc(), &a.dev, dst);
                 }
             }
         }
-        if let Some((_, dev, nh)) = best {
-            return Some((dev, nh));
+        if let Some((prefix, dev, nh)) = best {
+            return Some((table, prefix, dev, nh));
         }
     }
     None
@@ -380,13 +454,18 @@ fn chains(ns: &Netns, hook: Hook) -> impl Iterator<Item = (&Table, &firewall::Ch
     })
 }
 
-fn filter(ns: &Netns, hook: Hook, pkt: &Tuple, ctx: &Ctx) -> ChainResult {
+fn filter(ns: &Netns, hook: Hook, pkt: &Tuple, ctx: &Ctx, log: &mut Log) -> ChainResult {
     for (t, c) in chains(ns, hook) {
         let mut decided = false;
         for r in &c.rules {
             if r.matches.iter().all(|m| matches(t, m, pkt, ctx)) {
                 match r.verdict {
                     Verdict::Accept => {
+                        log.decisions.push(Decision::Accept {
+                            node: ns.node.clone(),
+                            chain: c.name.clone(),
+                            rule: r.comment.clone(),
+                        });
                         decided = true;
                         break;
                     }
@@ -411,25 +490,34 @@ fn stateless(ns: &Netns) -> bool {
 }
 
 /// The first translation rule of `hook` that matches, applied to `pkt`.
-fn rewrite(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx) -> Tuple {
+fn rewrite(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, log: &mut Log) -> Tuple {
     for (t, c) in chains(ns, hook) {
         for r in &c.rules {
             if !r.matches.iter().all(|m| matches(t, m, &pkt, ctx)) {
                 continue;
             }
-            return match r.verdict {
+            let after = match r.verdict {
                 // Linux keeps the source port when it is inside the range and free.
                 Verdict::Snat { addr, .. } => Tuple { src: addr, ..pkt },
                 Verdict::Dnat { addr } => Tuple { dst: addr, ..pkt },
                 Verdict::Accept | Verdict::Drop => pkt,
             };
+            if after != pkt {
+                log.decisions.push(Decision::Translate {
+                    node: ns.node.clone(),
+                    rule: r.comment.clone(),
+                    before: pkt,
+                    after,
+                });
+            }
+            return after;
         }
     }
     pkt
 }
 
-fn nat(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, ct: &mut Conntrack) -> Tuple {
-    let after = rewrite(ns, hook, pkt, ctx);
+fn nat(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, ct: &mut Conntrack, log: &mut Log) -> Tuple {
+    let after = rewrite(ns, hook, pkt, ctx, log);
     if after != pkt && !stateless(ns) {
         // One connection, one entry: a second translation in the same namespace (DNAT
         // in prerouting, then SNAT in postrouting) extends the first.
