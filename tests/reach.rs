@@ -177,3 +177,20 @@ fn t_rc_a_removed_rule_and_a_stopped_instance_change_the_code_as_the_packets_do(
     );
     all_agree(&lab);
 }
+
+/// Every lab the tests use agrees with its real packets too: each brought up, then
+/// `reach --all --verify`.
+#[test]
+fn t_rc_every_test_lab_agrees_with_real_packets() {
+    require_root!();
+    for (file, name) in [
+        ("tests/labs/elastic-and-auto.yaml", "t-rc4"),
+        ("tests/labs/nat-per-az.yaml", "t-rc5"),
+        ("tests/labs/public-ip-private-subnet.yaml", "t-rc6"),
+        ("tests/labs/wrong-expectation.yaml", "t-rc7"),
+    ] {
+        let lab = Lab::up(Some(file), name);
+        let v = all_agree(&lab);
+        eprintln!("{file}: {} of {} cells agree", v["agree"], v["total"]);
+    }
+}

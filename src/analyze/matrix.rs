@@ -83,7 +83,7 @@ pub struct Matrix {
 }
 
 /// The ports the lab's services, databases and inbound rules mention (a range by its
-/// first port), with ping when a rule allows ICMP.
+/// first port), with ping when a rule allows ICMP or all traffic.
 pub fn probes(lab: &Lab) -> Vec<Probe> {
     let mut set = BTreeSet::new();
     let tcp = |port| Probe {
@@ -109,14 +109,14 @@ pub fn probes(lab: &Lab) -> Vec<Probe> {
         let proto = match r.protocol {
             Protocol::Tcp => Proto::Tcp,
             Protocol::Udp => Proto::Udp,
-            Protocol::Icmp => {
+            // A rule for all traffic names no port; ping stands for it.
+            Protocol::Icmp | Protocol::All => {
                 set.insert(Probe {
                     proto: Proto::Icmp,
                     port: None,
                 });
                 continue;
             }
-            Protocol::All => continue,
         };
         if let Some((lo, _)) = r.ports.filter(|p| *p != (0, 65535)) {
             set.insert(Probe {
