@@ -9,6 +9,10 @@ use ipnet::Ipv4Net;
 use serde_saphyr::Location;
 use std::net::Ipv4Addr;
 
+/// What a rule matches: its protocol, its inclusive port range (`None`: all, or not
+/// applicable) and the console's name for it ("SSH", "Custom TCP").
+pub(super) type Traffic = (Protocol, Option<(u16, u16)>, String);
+
 impl Validator {
     pub(super) fn security_groups(
         &mut self,
@@ -169,7 +173,7 @@ impl Validator {
         protocol: &Option<S<String>>,
         port: &Option<S<Scalar>>,
         at: Location,
-    ) -> Option<(Protocol, Option<(u16, u16)>, String)> {
+    ) -> Option<Traffic> {
         let (proto, mut ports, label) = match (kind, protocol) {
             (Some(_), Some(p)) => {
                 self.err(
