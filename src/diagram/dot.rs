@@ -124,7 +124,12 @@ pub fn render(lab: &Lab) -> String {
             let _ = writeln!(
                 s,
                 "            sn{i} [shape=plaintext, style=\"\", label={}];",
-                lines(&[sn.cidr.to_string(), what.into()])
+                lines(
+                    &[sn.cidr.to_string(), what.into()]
+                        .into_iter()
+                        .chain(text::acl_note(lab, i))
+                        .collect::<Vec<_>>()
+                )
             );
             let mut ids = vec![format!("sn{i}")];
             for card in text::subnet_nodes(lab, i) {

@@ -447,16 +447,17 @@ struct Block {
 
 fn subnet_block(lab: &Lab, s: usize) -> Block {
     let subnet = &lab.subnets[s];
-    let header = [
-        Line::new(13).bold(&subnet.name),
-        Line::new(11)
-            .main(subnet.cidr.to_string())
-            .dim(if subnet.public {
-                " · public subnet"
-            } else {
-                " · private subnet"
-            }),
-    ];
+    let mut kind = Line::new(11)
+        .main(subnet.cidr.to_string())
+        .dim(if subnet.public {
+            " · public subnet"
+        } else {
+            " · private subnet"
+        });
+    if let Some(acl) = super::text::acl_note(lab, s) {
+        kind = kind.dim(format!(" · {acl}"));
+    }
+    let header = [Line::new(13).bold(&subnet.name), kind];
     let cards = subnet_cards(lab, s);
     let inner = header
         .iter()

@@ -71,7 +71,10 @@ pub fn render(lab: &Lab) -> String {
             let _ = writeln!(
                 s,
                 "          subgraph sn{i}[{}]",
-                one(format!("{} · {} · {what}", sn.name, sn.cidr))
+                one(match text::acl_note(lab, i) {
+                    Some(acl) => format!("{} · {} · {what} · {acl}", sn.name, sn.cidr),
+                    None => format!("{} · {} · {what}", sn.name, sn.cidr),
+                })
             );
             let cards = text::subnet_nodes(lab, i);
             for card in &cards {

@@ -158,7 +158,32 @@ fn all_labs() -> Vec<Lab> {
         lab_from(BARE),
         lab_from(THREE),
         lab_from(LONG),
+        lab_from(NACL),
     ]
+}
+
+/// The shipped network ACL lab: one subnet guarded by a custom ACL, one with the default.
+const NACL: &str = include_str!("../../labs/nacl.yaml");
+
+#[test]
+fn a_subnet_shows_its_network_acl_unless_it_has_the_default() {
+    let lab = lab_from(NACL);
+    for format in [Format::Svg, Format::Dot, Format::Mermaid] {
+        let out = render(&lab, format);
+        assert_eq!(
+            out.matches("network ACL public-acl").count(),
+            1,
+            "{format:?}: {out}"
+        );
+        assert!(!out.contains("network ACL default"), "{format:?}");
+    }
+    let mermaid = render(&lab, Format::Mermaid);
+    assert!(mermaid.contains("public-2a · 10.0.0.0/24 · public · network ACL public-acl"));
+    assert!(
+        mermaid.contains("[\"private-2a · 10.0.1.0/24 · private\"]"),
+        "{mermaid}"
+    );
+    assert!(!render(&builtin(), Format::Svg).contains("network ACL"));
 }
 
 /// Checks that every element is closed in order; returns the element count.

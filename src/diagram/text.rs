@@ -42,6 +42,13 @@ pub(crate) fn region_title(lab: &Lab) -> String {
 }
 
 /// "VPC handson-vpc · 10.0.0.0/16".
+/// "network ACL private-acl" for a subnet a custom ACL guards; nothing for the VPC's
+/// default ACL, which allows everything and so says nothing worth drawing.
+pub(crate) fn acl_note(lab: &Lab, s: usize) -> Option<String> {
+    lab.network_acl_of(s)
+        .map(|a| format!("network ACL {}", a.name))
+}
+
 pub(crate) fn vpc_title(lab: &Lab) -> String {
     format!("VPC {} · {}", lab.vpc.name, lab.vpc.cidr)
 }

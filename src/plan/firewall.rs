@@ -1,12 +1,13 @@
 //! nftables rulesets as data: the internet gateway's 1:1 NAT, the NAT gateway's port
-//! translation and each host's stateful security groups.
+//! translation, each host's stateful security groups and the VPC router's stateless
+//! network ACLs.
 //!
 //! The rules are a small typed IR rather than nft text so the plan can be compared in
 //! tests, rendered like `nft list ruleset` for people, and turned into an nftables JSON
 //! batch by the kernel layer. Every rule has a comment saying which AWS device and rule it
 //! stands for; `trace` reads those comments back to explain where a packet went.
 
-use crate::topology::{Lab, Peer, Protocol, SgRule};
+use crate::topology::{AclAction, AclRule, Lab, NetworkAcl, Peer, Protocol, SgRule};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use std::fmt;
@@ -478,6 +479,115 @@ pub fn security_groups(lab: &Lab, groups: &[usize], managed: &[Managed]) -> Tabl
     }
 }
 
+/// The set of the VPC router's own addresses in its ACL table.
+const ROUTER_SET: &str = "router";
+
+/// The network ACLs, in the VPC router's namespace (`bridges[i]` is subnet `i`'s bridge),
+/// or `None` when every subnet has the VPC's default ACL, which allows everything.
+///
+/// Stateless, as on AWS: no rule looks at connection state, so a reply is checked like
+/// any other packet and the router keeps no connection table. Traffic leaving subnet X
+/// meets X's outbound rules in `prerouting`, before the route lookup (AWS's order: the
+/// source subnet's ACL, then the route table); traffic entering subnet Y meets Y's
+/// inbound rules in `forward`, once the route picked Y's bridge. Accepting in the first
+/// chain passes the packet on to the second; a drop in either is final. Traffic between
+/// two instances of one subnet is switched by its bridge and never reaches these IP hooks,
+/// and traffic the router answers itself (the Amazon DNS server, instance metadata, the
+/// subnet gateways, `router_addrs`) is let through before any ACL rule, as AWS never
+/// filters it; what the router sends leaves through `output`, which has no chain here.
+pub fn network_acls(lab: &Lab, bridges: &[String], router_addrs: Vec<Ipv4Addr>) -> Option<Table> {
+    let guarded: Vec<(usize, &NetworkAcl)> = (0..lab.subnets.len())
+        .filter_map(|i| lab.network_acl_of(i).map(|a| (i, a)))
+        .collect();
+    if guarded.is_empty() {
+        return None;
+    }
+    let mut outbound = vec![rule(
+        vec![Match::Daddr(Addr::Set(ROUTER_SET.into()))],
+        Verdict::Accept,
+        "VPC router (Amazon DNS, instance metadata, gateways): never filtered by network ACLs",
+    )];
+    let mut inbound = Vec::new();
+    for (subnet, acl) in guarded {
+        let s = &lab.subnets[subnet].name;
+        let br = &bridges[subnet];
+        for (rules, chain, inbound_dir) in [
+            (&acl.outbound, &mut outbound, false),
+            (&acl.inbound, &mut inbound, true),
+        ] {
+            let dir = if inbound_dir { "inbound" } else { "outbound" };
+            let dev = if inbound_dir {
+                Match::Oif(br.clone())
+            } else {
+                Match::Iif(br.clone())
+            };
+            for r in rules {
+                let mut m = vec![dev.clone()];
+                if r.peer.prefix_len() > 0 {
+                    m.push(if inbound_dir {
+                        Match::Saddr(Addr::Net(r.peer))
+                    } else {
+                        Match::Daddr(Addr::Net(r.peer))
+                    });
+                }
+                m.extend(l4(r.protocol, r.ports));
+                let verdict = match r.action {
+                    AclAction::Allow => Verdict::Accept,
+                    AclAction::Deny => Verdict::Drop,
+                };
+                chain.push(rule(
+                    m,
+                    verdict,
+                    acl_comment(&acl.name, dir, s, r, inbound_dir),
+                ));
+            }
+            chain.push(rule(
+                vec![dev],
+                Verdict::Drop,
+                format!(
+                    "network ACL {} {dir} rule * ({s}): deny all traffic",
+                    acl.name
+                ),
+            ));
+        }
+    }
+    Some(Table {
+        family: Family::Ip,
+        stateless: true,
+        sets: vec![Set {
+            name: ROUTER_SET.into(),
+            elements: router_addrs,
+        }],
+        chains: vec![
+            Chain {
+                name: "acl-outbound".into(),
+                hook: Hook::Prerouting,
+                policy: Policy::Accept,
+                rules: outbound,
+            },
+            Chain {
+                name: "acl-inbound".into(),
+                hook: Hook::Forward,
+                policy: Policy::Accept,
+                rules: inbound,
+            },
+        ],
+    })
+}
+
+/// `network ACL private-acl inbound rule 100 (private-2a): allow tcp 22 from 10.0.0.0/16`:
+/// `trace` reads the ACL's name and the rule number back from it.
+fn acl_comment(acl: &str, dir: &str, subnet: &str, r: &AclRule, inbound: bool) -> String {
+    let rest = r.describe(inbound);
+    let rest = rest
+        .strip_prefix(&format!("{} ", r.number))
+        .unwrap_or(&rest);
+    format!(
+        "network ACL {acl} {dir} rule {} ({subnet}): {rest}",
+        r.number
+    )
+}
+
 fn peer_addr(lab: &Lab, peer: &Peer, sets: &mut Vec<Set>) -> Addr {
     match peer {
         Peer::Cidr(net) => Addr::Net(*net),
@@ -496,13 +606,18 @@ fn peer_addr(lab: &Lab, peer: &Peer, sets: &mut Vec<Set>) -> Addr {
 }
 
 fn l4_matches(r: &SgRule) -> Vec<Match> {
-    let l4 = match r.protocol {
+    l4(r.protocol, r.ports)
+}
+
+/// A rule's protocol and destination ports as matches (none for all traffic).
+fn l4(protocol: Protocol, ports: Option<(u16, u16)>) -> Vec<Match> {
+    let l4 = match protocol {
         Protocol::Tcp => L4::Tcp,
         Protocol::Udp => L4::Udp,
         Protocol::Icmp => L4::Icmp,
         Protocol::All => return vec![],
     };
-    match r.ports {
+    match ports {
         Some((0, 65535)) | None => vec![Match::Proto(l4)],
         Some((a, b)) => vec![Match::Dport(l4, a, b)],
     }
@@ -641,6 +756,101 @@ mod tests {
 
     fn plan() -> crate::plan::Plan {
         crate::plan::compile(&load(Source::Builtin, None).unwrap().lab)
+    }
+
+    /// The built-in lab with the issue's example ACL on its private subnets.
+    fn plan_with_acl() -> crate::plan::Plan {
+        let text = crate::topology::BUILTIN_YAML.replacen(
+            "instances:\n",
+            "network_acls:
+  private-acl:
+    subnets: [private-2a, private-2c]
+    inbound:
+      - { rule: 200, protocol: tcp, port: 1024-65535, source: 0.0.0.0/0, action: allow }
+      - { rule: 100, type: ssh, source: 10.0.0.0/16, action: allow }
+      - { rule: 150, protocol: icmp, source: 10.0.9.0/24, action: deny }
+    outbound:
+      - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: allow }
+instances:\n",
+            1,
+        );
+        let (lab, d) = crate::topology::check(&text, &Source::Builtin, None);
+        let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
+        crate::plan::compile(&lab)
+    }
+
+    #[test]
+    fn the_built_in_lab_has_no_acl_table_in_its_router() {
+        assert!(plan().netns("vpc-router").unwrap().firewall.is_none());
+    }
+
+    #[test]
+    fn network_acls_are_stateless_numbered_chains_in_the_router() {
+        let p = plan_with_acl();
+        let router = p.netns("vpc-router").unwrap();
+        let t = router.firewall.as_ref().unwrap();
+        assert!(t.stateless);
+        let text = t.to_string();
+        assert!(!text.contains("ct state"), "{text}");
+        let rules = |chain: &str| -> Vec<String> {
+            let c = t.chains.iter().find(|c| c.name == chain).unwrap();
+            c.rules.iter().map(|r| t.rule_text(r)).collect()
+        };
+        let br = |s: &str| {
+            router
+                .bridges
+                .iter()
+                .find(|b| b.contains(s))
+                .unwrap()
+                .clone()
+        };
+        let (a, c) = (br("private-2a"), br("private-2c"));
+        // Leaving: before the route lookup, the router's own addresses first.
+        assert_eq!(
+            rules("acl-outbound"),
+            [
+                "ip daddr @router counter accept comment \"VPC router (Amazon DNS, instance metadata, gateways): never filtered by network ACLs\"".to_string(),
+                format!("iifname \"{a}\" counter accept comment \"network ACL private-acl outbound rule 100 (private-2a): allow all traffic to 0.0.0.0/0\""),
+                format!("iifname \"{a}\" counter drop comment \"network ACL private-acl outbound rule * (private-2a): deny all traffic\""),
+                format!("iifname \"{c}\" counter accept comment \"network ACL private-acl outbound rule 100 (private-2c): allow all traffic to 0.0.0.0/0\""),
+                format!("iifname \"{c}\" counter drop comment \"network ACL private-acl outbound rule * (private-2c): deny all traffic\""),
+            ]
+        );
+        // Entering: lowest number first, a deny before the final `*`.
+        let inbound = rules("acl-inbound");
+        assert_eq!(
+            inbound[..4],
+            [
+                format!(
+                    "oifname \"{a}\" ip saddr 10.0.0.0/16 tcp dport 22 counter accept comment \"network ACL private-acl inbound rule 100 (private-2a): allow tcp 22 from 10.0.0.0/16\""
+                ),
+                format!(
+                    "oifname \"{a}\" ip saddr 10.0.9.0/24 meta l4proto icmp counter drop comment \"network ACL private-acl inbound rule 150 (private-2a): deny icmp from 10.0.9.0/24\""
+                ),
+                format!(
+                    "oifname \"{a}\" tcp dport 1024-65535 counter accept comment \"network ACL private-acl inbound rule 200 (private-2a): allow tcp 1024-65535 from 0.0.0.0/0\""
+                ),
+                format!(
+                    "oifname \"{a}\" counter drop comment \"network ACL private-acl inbound rule * (private-2a): deny all traffic\""
+                ),
+            ]
+        );
+        assert_eq!(inbound.len(), 8);
+        let chain = |n: &str| t.chains.iter().find(|c| c.name == n).unwrap();
+        assert_eq!(chain("acl-outbound").hook, super::Hook::Prerouting);
+        assert_eq!(chain("acl-inbound").hook, super::Hook::Forward);
+        assert!(t.chains.iter().all(|c| t.chain_type(c) == "filter"));
+        // Every address the router answers on is exempt: DNS, metadata, each gateway.
+        let exempt: Vec<String> = t.sets[0].elements.iter().map(|e| e.to_string()).collect();
+        for ip in [
+            "10.0.0.2",
+            "169.254.169.254",
+            "169.254.169.253",
+            "10.0.1.1",
+            "10.0.3.1",
+        ] {
+            assert!(exempt.contains(&ip.to_string()), "{ip} in {exempt:?}");
+        }
     }
 
     #[test]

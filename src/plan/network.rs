@@ -342,6 +342,9 @@ pub fn compile(lab: &Lab) -> Network {
         igw_ns = Some(ns);
     }
 
+    let router_addrs = router.addresses.iter().map(|a| a.addr.addr()).collect();
+    router.firewall = firewall::network_acls(lab, &bridges, router_addrs);
+
     // Order matters to `apply` only for links: both ends' namespaces exist first.
     namespaces.push(router);
     namespaces.extend(igw_ns);

@@ -6,8 +6,8 @@
 
 use super::{Change, Kind, Op};
 use crate::topology::{
-    Answer, Database, Expectation, InternetHost, Lab, Outcome, Peer, Protocol, PublicIp,
-    RouteTable, RouteTarget, SecurityGroup, Service, SgRule,
+    Answer, Database, Expectation, InternetHost, Lab, NetworkAcl, Outcome, Peer, Protocol,
+    PublicIp, RouteTable, RouteTarget, SecurityGroup, Service, SgRule,
 };
 use std::fmt::Display;
 
@@ -177,6 +177,7 @@ pub(super) fn list(old: &Lab, new: &Lab) -> Vec<Change> {
         },
     );
     security_groups(&mut out, old, new);
+    network_acls(&mut out, old, new);
     instances(&mut out, old, new);
     compare(
         &mut out,
@@ -390,6 +391,52 @@ fn security_groups(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
                 ));
                 d.extend(edit(&format!("{text}: type"), &was.label, &r.label));
             }
+            d
+        },
+    );
+}
+
+/// An ACL's rules as people read them (`inbound 100 allow tcp 22 from 10.0.0.0/16`) and its
+/// subnets (`subnet private-2a`). A rule is named by all of it: one edited in place (the
+/// same number, another port) shows as the old rule gone and the new one added, as
+/// ReplaceNetworkAclEntry swaps a whole entry.
+fn acl_entries(lab: &Lab, acl: &NetworkAcl) -> (Vec<String>, Vec<String>) {
+    let inbound = acl
+        .inbound
+        .iter()
+        .map(|r| format!("inbound {}", r.describe(true)));
+    let outbound = acl
+        .outbound
+        .iter()
+        .map(|r| format!("outbound {}", r.describe(false)));
+    let subnets = subnet_names(lab, &acl.subnets)
+        .into_iter()
+        .map(|s| format!("subnet {s}"))
+        .collect();
+    (inbound.chain(outbound).collect(), subnets)
+}
+
+fn network_acls(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
+    let plural = |n: usize, what: &str| format!("{n} {what} rule{}", if n == 1 { "" } else { "s" });
+    compare(
+        out,
+        Kind::NetworkAcl,
+        pair(&old.network_acls, &new.network_acls, |a| &a.name),
+        |a| a.name.clone(),
+        |a| {
+            let mut s = subnet_names(new, &a.subnets)
+                .into_iter()
+                .map(|s| format!("subnet {s}"))
+                .collect::<Vec<_>>();
+            s.push(plural(a.inbound.len(), "inbound"));
+            s.push(plural(a.outbound.len(), "outbound"));
+            s
+        },
+        |o, n| {
+            let (rules_before, subnets_before) = acl_entries(old, o);
+            let (rules_after, subnets_after) = acl_entries(new, n);
+            let mut d = list_edits("", &rules_before, &rules_after);
+            d.extend(list_edits("", &subnets_before, &subnets_after));
             d
         },
     );

@@ -638,3 +638,78 @@ fn a_replaced_internet_gateway_is_refused_and_its_links_come_back_whole() {
         );
     }
 }
+
+const PRIVATE_ACL: &str = "network_acls:
+  private-acl:
+    subnets: [private-2a]
+    inbound:
+      - { rule: 100, type: ssh, source: 10.0.0.0/16, action: allow }
+    outbound:
+      - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: allow }
+instances:
+";
+
+#[test]
+fn a_new_network_acl_is_listed_and_only_the_router_table_is_loaded() {
+    let old = builtin();
+    let new = edited(&[("instances:\n", PRIVATE_ACL)]);
+    assert_eq!(
+        lines(&changes(&old, &new)),
+        ["+ network acl private-acl (subnet private-2a, 1 inbound rule, 1 outbound rule)"]
+    );
+    let (a, b) = plans(&old, &new);
+    let d = delta(&a, &b);
+    assert_eq!(touched(&d), [ns("vpc-router")]);
+    let router = &d.change_namespaces[0];
+    let Some(FirewallChange::Replace(table)) = &router.firewall else {
+        panic!("the router gains its ACL table: {router:?}");
+    };
+    assert_eq!(
+        Some(table),
+        b.netns("vpc-router").unwrap().firewall.as_ref()
+    );
+    assert_eq!(d.kernel_writes(&b), 1);
+    // Removing the last custom ACL deletes the table: the default ACL is no table at all.
+    let back = delta(&b, &a);
+    assert_eq!(
+        back.change_namespaces[0].firewall,
+        Some(FirewallChange::Delete)
+    );
+    assert_eq!(lines(&changes(&new, &old)), ["- network acl private-acl"]);
+}
+
+#[test]
+fn acl_rule_and_association_edits_are_listed_and_replace_the_router_table() {
+    let old = edited(&[("instances:\n", PRIVATE_ACL)]);
+    // Moved to the other private subnet, a rule added, the outbound rule turned to deny.
+    let new = edited(&[(
+        "instances:\n",
+        "network_acls:
+  private-acl:
+    subnets: [private-2c]
+    inbound:
+      - { rule: 100, type: ssh, source: 10.0.0.0/16, action: allow }
+      - { rule: 200, protocol: tcp, port: 1024-65535, source: 0.0.0.0/0, action: allow }
+    outbound:
+      - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: deny }
+instances:
+",
+    )]);
+    let diff = changes(&old, &new);
+    assert!(!diff.is_refused());
+    assert_eq!(
+        lines(&diff),
+        [
+            "~ network acl private-acl: + inbound 200 allow tcp 1024-65535 from 0.0.0.0/0, \
+          + outbound 100 deny all traffic to 0.0.0.0/0, - outbound 100 allow all traffic to 0.0.0.0/0, \
+          + subnet private-2c, - subnet private-2a"
+        ]
+    );
+    let (a, b) = plans(&old, &new);
+    let d = delta(&a, &b);
+    assert_eq!(touched(&d), [ns("vpc-router")]);
+    assert!(matches!(
+        d.change_namespaces[0].firewall,
+        Some(FirewallChange::Replace(_))
+    ));
+}

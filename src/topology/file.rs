@@ -36,6 +36,8 @@ pub struct LabFile {
     #[serde(default)]
     pub security_groups: Named<SecurityGroupFile>,
     #[serde(default)]
+    pub network_acls: Named<NetworkAclFile>,
+    #[serde(default)]
     pub instances: Named<InstanceFile>,
     #[serde(default)]
     pub db_subnet_groups: Named<Vec<S<String>>>,
@@ -92,6 +94,33 @@ pub struct SgRuleFile {
     pub source: Option<S<String>>,
     pub destination: Option<S<String>>,
     pub description: Option<String>,
+}
+
+/// A network ACL: the subnets it guards and its numbered rules per direction.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAclFile {
+    #[serde(default)]
+    pub subnets: Vec<S<String>>,
+    #[serde(default)]
+    pub inbound: Vec<S<AclRuleFile>>,
+    #[serde(default)]
+    pub outbound: Vec<S<AclRuleFile>>,
+}
+
+/// One network ACL rule: a security-group rule's `type` or `protocol` and `port`, a CIDR
+/// `source` (inbound) or `destination` (outbound), its number and `allow` or `deny`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclRuleFile {
+    pub rule: S<Scalar>,
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub protocol: Option<S<String>>,
+    pub port: Option<S<Scalar>>,
+    pub source: Option<S<String>>,
+    pub destination: Option<S<String>>,
+    pub action: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -22,6 +22,10 @@ pub struct Lab {
     pub nat_gateways: Vec<NatGateway>,
     pub key_pairs: Vec<String>,
     pub security_groups: Vec<SecurityGroup>,
+    /// The custom network ACLs; a subnet none of them names has the VPC's default ACL,
+    /// which allows everything both ways.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_acls: Vec<NetworkAcl>,
     pub instances: Vec<Instance>,
     pub db_subnet_groups: Vec<DbSubnetGroup>,
     pub databases: Vec<Database>,
@@ -145,6 +149,82 @@ pub enum Peer {
     Group(usize),
     /// The internet host marked `my_ip: true`, resolved to its address.
     MyIp(Ipv4Addr),
+}
+
+/// A network ACL: stateless, checked where traffic enters or leaves its subnets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkAcl {
+    pub name: String,
+    /// Indexes into `Lab::subnets`; a subnet is in at most one ACL.
+    pub subnets: Vec<usize>,
+    /// Sorted by rule number: the lowest number that matches decides.
+    pub inbound: Vec<AclRule>,
+    pub outbound: Vec<AclRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AclRule {
+    /// 1 to 32766.
+    pub number: u16,
+    pub protocol: Protocol,
+    /// Inclusive destination port range; `None` means all ports (or not applicable).
+    pub ports: Option<(u16, u16)>,
+    /// The source of an inbound rule, the destination of an outbound one.
+    pub peer: Ipv4Net,
+    pub action: AclAction,
+    /// How the console names the rule's type ("SSH", "Custom TCP").
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AclAction {
+    Allow,
+    Deny,
+}
+
+impl AclAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AclAction::Allow => "allow",
+            AclAction::Deny => "deny",
+        }
+    }
+}
+
+impl std::fmt::Display for AclRule {
+    /// `100 allow tcp 1024-65535 from 0.0.0.0/0` without the direction's word, which the
+    /// caller adds (`from` inbound, `to` outbound) through `describe`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.number,
+            self.action.as_str(),
+            self.traffic()
+        )
+    }
+}
+
+impl AclRule {
+    /// What traffic the rule matches: `tcp 22`, `udp 1024-65535`, `icmp`, `all traffic`.
+    pub fn traffic(&self) -> String {
+        let protocol = match self.protocol {
+            Protocol::All => "all traffic",
+            p => p.as_str(),
+        };
+        match self.ports {
+            Some((0, 65535)) | None => protocol.to_string(),
+            Some((a, b)) if a == b => format!("{protocol} {a}"),
+            Some((a, b)) => format!("{protocol} {a}-{b}"),
+        }
+    }
+
+    /// The rule in one line for a direction: `100 allow tcp 22 from 10.0.0.0/16`.
+    pub fn describe(&self, inbound: bool) -> String {
+        let word = if inbound { "from" } else { "to" };
+        format!("{self} {word} {}", self.peer)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -389,6 +469,13 @@ impl Lab {
             NodeRef::Internet(h) => Some(h.ip),
             _ => None,
         }
+    }
+
+    /// The custom network ACL that guards subnet `subnet`, if any (else the default ACL).
+    pub fn network_acl_of(&self, subnet: usize) -> Option<&NetworkAcl> {
+        self.network_acls
+            .iter()
+            .find(|a| a.subnets.contains(&subnet))
     }
 
     /// The internet host whose address is "my IP".

@@ -232,6 +232,15 @@ fn walk(
             oif: None,
             ct: ctstate,
         };
+        // Filter rules before the route lookup: the VPC router's network ACLs on the way
+        // out of a subnet, which check replies like any packet (they keep no state).
+        if let ChainResult::Drop(chain, comment) = filter(ns, Hook::Prerouting, &pkt, &ctx, log) {
+            return End::Dropped {
+                node: ns.node.clone(),
+                chain,
+                comment,
+            };
+        }
         // A reply gets its destination translated back before routing (prerouting) and
         // its source after filtering (postrouting), as conntrack does.
         let mut restored = pkt;
@@ -714,6 +723,43 @@ mod tests {
             tcp("203.0.113.10", 40001, "198.51.100.10", 22),
         );
         assert_eq!(ok.end, End::Delivered { node: "web".into() });
+    }
+
+    #[test]
+    fn a_network_acl_without_ephemeral_ports_drops_the_reply_at_the_vpc_router() {
+        let loaded = topology::load(
+            topology::Source::File(concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into()),
+            None,
+        )
+        .expect("labs/nacl.yaml loads");
+        let plan = crate::plan::compile(&loaded.lab);
+        let (req, reply) = round_trip(
+            &plan,
+            "my-laptop",
+            tcp("203.0.113.10", 40001, "198.51.100.10", 80),
+        );
+        // The request passes inbound rule 100 and reaches web.
+        assert_eq!(req.end, End::Delivered { node: "web".into() });
+        // The reply to port 40001 leaves public-2a: no outbound rule but `*` matches it.
+        assert_eq!(
+            reply.unwrap().end,
+            End::Dropped {
+                node: "vpc-router".into(),
+                chain: "acl-outbound".into(),
+                comment: Some(
+                    "network ACL public-acl outbound rule * (public-2a): deny all traffic".into()
+                ),
+            }
+        );
+        // Inside public-2a the bridge switches the packets: no ACL on the way.
+        let (req, reply) = round_trip(&plan, "bastion", tcp("10.0.0.20", 40001, "10.0.0.10", 22));
+        assert_eq!(req.end, End::Delivered { node: "web".into() });
+        assert_eq!(
+            reply.unwrap().end,
+            End::Delivered {
+                node: "bastion".into()
+            }
+        );
     }
 
     #[test]

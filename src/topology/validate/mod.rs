@@ -4,9 +4,9 @@
 //!
 //! `Validator::lab` runs one phase per kind of resource, each in its own file: `network`
 //! (VPC, public IP pool, internet gateway, route tables, subnets), `internet` (internet
-//! hosts, Elastic IPs, NAT gateways), `security_groups`, `compute` (key pairs, instances),
-//! `rds` (DB subnet groups, databases) and `expect` (expectations). `alloc` hands out the
-//! `auto` addresses once every phase has passed.
+//! hosts, Elastic IPs, NAT gateways), `security_groups`, `network_acls`, `compute` (key
+//! pairs, instances), `rds` (DB subnet groups, databases) and `expect` (expectations).
+//! `alloc` hands out the `auto` addresses once every phase has passed.
 
 use super::aws::{self, reserved_reason, usable_range};
 use super::diag::Diagnostics;
@@ -24,6 +24,7 @@ mod compute;
 mod expect;
 mod internet;
 mod network;
+mod network_acls;
 mod rds;
 mod security_groups;
 #[cfg(test)]
@@ -324,6 +325,7 @@ impl Validator {
         // Before security groups: `my-ip` resolves to one of the internet hosts.
         let internet = self.internet_hosts(f, &net, &mut nodes);
         let security_groups = self.security_groups(f, internet.my_ip());
+        let network_acls = self.network_acls(f, &net);
         // Which resource each Elastic IP is associated with, to catch a second one.
         let mut eip_owners: HashMap<String, String> = HashMap::new();
         let nat_gateways = self.nat_gateways(f, &net, &mut eip_owners, &mut nodes);
@@ -378,6 +380,7 @@ impl Validator {
             nat_gateways,
             key_pairs: f.key_pairs.iter().map(|k| k.value.clone()).collect(),
             security_groups,
+            network_acls,
             instances,
             db_subnet_groups,
             databases,

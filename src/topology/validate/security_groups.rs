@@ -9,6 +9,10 @@ use ipnet::Ipv4Net;
 use serde_saphyr::Location;
 use std::net::Ipv4Addr;
 
+/// What a rule matches: its protocol, its inclusive port range (`None`: all, or not
+/// applicable) and the console's name for it ("SSH", "Custom TCP").
+pub(super) type Traffic = (Protocol, Option<(u16, u16)>, String);
+
 impl Validator {
     pub(super) fn security_groups(
         &mut self,
@@ -85,95 +89,8 @@ impl Validator {
         my_ip: Option<Ipv4Addr>,
     ) -> Option<SgRule> {
         let rv = &r.value;
-        let (protocol, mut ports, label) = match (&rv.kind, &rv.protocol) {
-            (Some(_), Some(p)) => {
-                self.err(
-                    loc(p),
-                    "a rule has either `type` or `protocol`, not both",
-                    "`type: ssh` already means tcp port 22; remove `protocol` (and `port`)",
-                );
-                return None;
-            }
-            (Some(t), None) => match rule_type(&t.value) {
-                Some(rt) => {
-                    if let Some(p) = &rv.port {
-                        self.err(
-                            loc(p),
-                            format!("`type: {}` already sets the port", t.value),
-                            "remove `port`, or use `protocol:` with `port:` for a custom rule",
-                        );
-                    }
-                    (rt.protocol, rt.ports, rt.label.to_string())
-                }
-                None => {
-                    self.err(
-                        loc(t),
-                        format!("unknown rule type `{}`", t.value),
-                        format!(
-                            "types are {}; or write `protocol:` and `port:`",
-                            quoted_list(aws::RULE_TYPES.iter().map(|t| t.name))
-                        ),
-                    );
-                    return None;
-                }
-            },
-            (None, Some(p)) => {
-                let proto = match p.value.as_str() {
-                    "tcp" => Protocol::Tcp,
-                    "udp" => Protocol::Udp,
-                    "icmp" => Protocol::Icmp,
-                    "all" | "-1" => Protocol::All,
-                    other => {
-                        self.err(
-                            loc(p),
-                            format!("unknown protocol `{other}`"),
-                            "protocols are `tcp`, `udp`, `icmp` and `all`",
-                        );
-                        return None;
-                    }
-                };
-                let label = match proto {
-                    Protocol::Tcp => "Custom TCP",
-                    Protocol::Udp => "Custom UDP",
-                    Protocol::Icmp => "All ICMP - IPv4",
-                    Protocol::All => "All traffic",
-                };
-                (proto, None, label.to_string())
-            }
-            (None, None) => {
-                self.err(
-                    r.referenced,
-                    "the rule has neither `type` nor `protocol`",
-                    "write e.g. `type: ssh`, or `protocol: tcp` with `port: 22`",
-                );
-                return None;
-            }
-        };
-        if let Some(proto_s) = &rv.protocol {
-            match (protocol, &rv.port) {
-                (Protocol::Tcp | Protocol::Udp, Some(p)) => ports = Some(self.port_range(p)?),
-                (Protocol::Tcp | Protocol::Udp, None) => {
-                    self.err(
-                        loc(proto_s),
-                        format!("a {} rule needs a port", protocol.as_str()),
-                        format!(
-                            "add `port: 22` or a range like `port: 1024-65535`, or use `type: all-{}`",
-                            protocol.as_str()
-                        ),
-                    );
-                    return None;
-                }
-                (Protocol::Icmp | Protocol::All, Some(p)) => {
-                    self.err(
-                        loc(p),
-                        format!("ports don't apply to protocol `{}`", protocol.as_str()),
-                        "remove `port`, or use `tcp` or `udp`",
-                    );
-                    return None;
-                }
-                _ => {}
-            }
-        }
+        let (protocol, ports, label) =
+            self.rule_traffic(&rv.kind, &rv.protocol, &rv.port, r.referenced)?;
         let (peer_field, wrong_field, field_name, wrong_name) = if inbound {
             (&rv.source, &rv.destination, "source", "destination")
         } else {
@@ -245,6 +162,108 @@ impl Validator {
             label,
             description: rv.description.clone(),
         })
+    }
+
+    /// What a rule matches, written as a console `type` or as `protocol` with `port`:
+    /// shared by security-group and network ACL rules. `at` is the rule, for a rule that
+    /// has neither.
+    pub(super) fn rule_traffic(
+        &mut self,
+        kind: &Option<S<String>>,
+        protocol: &Option<S<String>>,
+        port: &Option<S<Scalar>>,
+        at: Location,
+    ) -> Option<Traffic> {
+        let (proto, mut ports, label) = match (kind, protocol) {
+            (Some(_), Some(p)) => {
+                self.err(
+                    loc(p),
+                    "a rule has either `type` or `protocol`, not both",
+                    "`type: ssh` already means tcp port 22; remove `protocol` (and `port`)",
+                );
+                return None;
+            }
+            (Some(t), None) => match rule_type(&t.value) {
+                Some(rt) => {
+                    if let Some(p) = port {
+                        self.err(
+                            loc(p),
+                            format!("`type: {}` already sets the port", t.value),
+                            "remove `port`, or use `protocol:` with `port:` for a custom rule",
+                        );
+                    }
+                    (rt.protocol, rt.ports, rt.label.to_string())
+                }
+                None => {
+                    self.err(
+                        loc(t),
+                        format!("unknown rule type `{}`", t.value),
+                        format!(
+                            "types are {}; or write `protocol:` and `port:`",
+                            quoted_list(aws::RULE_TYPES.iter().map(|t| t.name))
+                        ),
+                    );
+                    return None;
+                }
+            },
+            (None, Some(p)) => {
+                let parsed = match p.value.as_str() {
+                    "tcp" => Protocol::Tcp,
+                    "udp" => Protocol::Udp,
+                    "icmp" => Protocol::Icmp,
+                    "all" | "-1" => Protocol::All,
+                    other => {
+                        self.err(
+                            loc(p),
+                            format!("unknown protocol `{other}`"),
+                            "protocols are `tcp`, `udp`, `icmp` and `all`",
+                        );
+                        return None;
+                    }
+                };
+                let label = match parsed {
+                    Protocol::Tcp => "Custom TCP",
+                    Protocol::Udp => "Custom UDP",
+                    Protocol::Icmp => "All ICMP - IPv4",
+                    Protocol::All => "All traffic",
+                };
+                (parsed, None, label.to_string())
+            }
+            (None, None) => {
+                self.err(
+                    at,
+                    "the rule has neither `type` nor `protocol`",
+                    "write e.g. `type: ssh`, or `protocol: tcp` with `port: 22`",
+                );
+                return None;
+            }
+        };
+        if let Some(proto_s) = protocol {
+            match (proto, port) {
+                (Protocol::Tcp | Protocol::Udp, Some(p)) => ports = Some(self.port_range(p)?),
+                (Protocol::Tcp | Protocol::Udp, None) => {
+                    self.err(
+                        loc(proto_s),
+                        format!("a {} rule needs a port", proto.as_str()),
+                        format!(
+                            "add `port: 22` or a range like `port: 1024-65535`, or use `type: all-{}`",
+                            proto.as_str()
+                        ),
+                    );
+                    return None;
+                }
+                (Protocol::Icmp | Protocol::All, Some(p)) => {
+                    self.err(
+                        loc(p),
+                        format!("ports don't apply to protocol `{}`", proto.as_str()),
+                        "remove `port`, or use `tcp` or `udp`",
+                    );
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        Some((proto, ports, label))
     }
 
     pub(super) fn port_range(&mut self, p: &S<Scalar>) -> Option<(u16, u16)> {

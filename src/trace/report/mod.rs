@@ -353,14 +353,17 @@ impl Builder<'_> {
         let Some(moved) = self.moved.get(&h.node) else {
             return vec![];
         };
-        let chain = match h.dir {
-            Dir::Out if first => "output",
-            Dir::Out => "forward",
-            Dir::In if last && self.target.node.as_deref() == Some(h.node.as_str()) => "input",
+        // A forwarding hop also names the network ACL rules that let it through (the VPC
+        // router's: the source subnet's outbound rule, then the destination's inbound).
+        let chains: &[&str] = match h.dir {
+            Dir::Out if first => &["output"],
+            Dir::Out => &["acl-outbound", "acl-inbound", "forward"],
+            Dir::In if last && self.target.node.as_deref() == Some(h.node.as_str()) => &["input"],
             Dir::In => return vec![],
         };
-        counters::allow_rules(moved, chain)
-            .into_iter()
+        chains
+            .iter()
+            .flat_map(|c| counters::allow_rules(moved, c))
             .map(|m| m.comment.clone())
             .collect()
     }
@@ -530,6 +533,9 @@ impl Builder<'_> {
                     )
                 }
                 Some(Role::InternetGateway) => (format!("internet gateway: {}", m.comment), None),
+                Some(Role::VpcRouter) if m.comment.starts_with("network ACL ") => {
+                    (m.comment.clone(), Some("SUBNET_ACL_RESTRICTION"))
+                }
                 _ => (format!("{}: {}", who(self.plan, node), m.comment), None),
             };
             return Stopped {
