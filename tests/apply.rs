@@ -384,3 +384,116 @@ fn refused_and_invalid_edits_change_nothing() {
         text(&not_up)
     );
 }
+
+/// Services, Elastic IPs, internet hosts and a NAT gateway come and go in a running lab, each
+/// with the lab's expectations edited to match and the probe suite passing after it.
+#[test]
+fn services_elastic_ips_internet_hosts_and_nat_gateways_change_live() {
+    require_root!();
+    let files = Files::new("t-apgw");
+    let lab = Lab::up(None, "t-apgw");
+    let edit = |from: &str, to: &str, text: &str| {
+        assert!(text.contains(from), "the lab file has no {from:?}");
+        text.replacen(from, to, 1)
+    };
+    // web: no https any more, and an Elastic IP instead of its auto-assigned address; a new
+    // internet host.
+    let mut v1 = edit(
+        "    services: [ssh, http, https]\n",
+        "    services: [ssh, http]\n",
+        BUILTIN,
+    );
+    v1 = edit(
+        "  - { from: my-laptop, to: web, check: https, result: ok }\n",
+        "  - { from: my-laptop, to: web, check: https, result: blocked }\n  - { from: web, to: partner, check: http, result: ok, seen_as: web }\n",
+        &v1,
+    );
+    v1 = edit(
+        "  my-nat-eip: auto\n",
+        "  my-nat-eip: auto\n  web-eip: auto\n",
+        &v1,
+    );
+    v1 = edit(
+        "    private_ip: 10.0.2.238\n    public_ip: auto\n",
+        "    private_ip: 10.0.2.238\n    public_ip: web-eip\n",
+        &v1,
+    );
+    v1 = edit(
+        "  stranger:    { ip: 192.0.2.66 }\n",
+        "  stranger:    { ip: 192.0.2.66 }\n  partner:     { ip: 203.0.113.70, services: [http] }\n",
+        &v1,
+    );
+    let v1_path = files.write("v1.yaml", &v1);
+    let pid_of = |node: &str, what: &str| {
+        processes(&lab)
+            .into_iter()
+            .find(|(n, w, _)| n == node && w == what)
+            .map(|(_, _, pid)| pid)
+    };
+    let (sshd, nginx) = (pid_of("web", "sshd"), pid_of("web", "nginx"));
+    assert!(can_connect(&lab, "my-laptop", "198.51.100.10:80"));
+
+    let out = applied(&lab, &v1_path);
+    for line in [
+        "+ elastic ip web-eip",
+        "~ instance web:",
+        "+ internet host partner",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    probe_passes(&lab);
+    assert_eq!(pid_of("web", "sshd"), sshd, "sshd was left alone");
+    assert_ne!(
+        pid_of("web", "nginx"),
+        nginx,
+        "nginx restarted without https"
+    );
+    assert!(
+        !can_connect(&lab, "my-laptop", "198.51.100.10:80"),
+        "the auto IP was released"
+    );
+    assert!(
+        can_connect(&lab, "my-laptop", "198.51.100.12:80"),
+        "the Elastic IP answers"
+    );
+    assert!(
+        !can_connect(&lab, "my-laptop", "198.51.100.12:443"),
+        "https is gone"
+    );
+
+    // The NAT gateway deleted (its Elastic IP stays allocated), then created again.
+    let mut v2 = edit(
+        "  private:\n    0.0.0.0/0: my-nat\n",
+        "  private: {}\n",
+        &v1,
+    );
+    v2 = edit(
+        "nat_gateways:\n  my-nat: { subnet: public-2a, elastic_ip: my-nat-eip }\n",
+        "",
+        &v2,
+    );
+    v2 = edit(
+        "  - { from: app, to: example-web, check: http, result: ok, seen_as: my-nat-eip }\n",
+        "  - { from: app, to: example-web, check: http, result: blocked }\n",
+        &v2,
+    );
+    let v2_path = files.write("v2.yaml", &v2);
+    let out = applied(&lab, &v2_path);
+    assert!(out.contains("- nat gateway my-nat"), "{out}");
+    assert!(!common::namespaces_of(&lab.name).contains(&lab.ns("my-nat")));
+    probe_passes(&lab);
+    let out = applied(&lab, &v1_path);
+    assert!(out.contains("+ nat gateway my-nat"), "{out}");
+    probe_passes(&lab);
+
+    // And back to the lab as `up` made it.
+    let base = files.write("base.yaml", BUILTIN);
+    let out = applied(&lab, &base);
+    assert!(
+        out.contains("- elastic ip web-eip") && out.contains("- internet host partner"),
+        "{out}"
+    );
+    probe_passes(&lab);
+    drop(lab);
+    assert_eq!(common::leftovers("t-apgw"), Vec::<String>::new());
+}

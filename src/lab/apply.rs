@@ -166,10 +166,17 @@ fn carry_out(now: &Running, new_lab: &Lab, new_plan: &Plan, delta: &PlanDelta) -
         .filter_map(|ns| netns::inode(ns))
         .collect();
     process::stop_all(&netns::pids_in(&leaving), &mut failures);
+    // A program whose services changed stops, and starts again below if it still has one
+    // to serve (nginx for http when https goes away): its configuration changed.
     let stopping: Vec<(String, String)> = delta
         .change_hosts
         .iter()
-        .flat_map(|h| h.stop.iter().map(|s| (h.node.clone(), process_name(*s))))
+        .flat_map(|h| {
+            h.stop
+                .iter()
+                .chain(&h.start)
+                .map(|s| (h.node.clone(), process_name(*s)))
+        })
         .collect();
     let pids: Vec<i32> = now
         .state
