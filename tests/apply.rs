@@ -497,3 +497,80 @@ fn services_elastic_ips_internet_hosts_and_nat_gateways_change_live() {
     drop(lab);
     assert_eq!(common::leftovers("t-apgw"), Vec::<String>::new());
 }
+
+/// An instance's auto-assigned public IP switched off and on, and a subnet moved to another
+/// route table, live.
+#[test]
+fn public_ips_and_route_table_associations_change_live() {
+    require_root!();
+    let files = Files::new("t-apip");
+    let lab = Lab::up(None, "t-apip");
+    let base = files.write("base.yaml", BUILTIN);
+    let no_public = files.write(
+        "no-public.yaml",
+        &BUILTIN
+            .replacen(
+                "    private_ip: 10.0.2.238\n    public_ip: auto\n",
+                "    private_ip: 10.0.2.238\n    public_ip: none\n",
+                1,
+            )
+            // No public DNS name to expect any more.
+            .replacen(
+                "  - { from: my-laptop, to: web, check: dns, answer: public }\n",
+                "",
+                1,
+            ),
+    );
+    let moved = files.write(
+        "moved.yaml",
+        &BUILTIN.replacen(
+            "  private-2a: { az: ap-northeast-2a, cidr: 10.0.1.0/24, route_table: private }",
+            "  private-2a: { az: ap-northeast-2a, cidr: 10.0.1.0/24, route_table: public }",
+            1,
+        ),
+    );
+    let app_out = || {
+        let o = lab.exec(
+            "app",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "2",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://203.0.113.60/",
+            ],
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+
+    let out = applied(&lab, &no_public);
+    assert!(
+        out.contains("~ instance web: public ip auto -> none") || out.contains("~ instance web:"),
+        "{out}"
+    );
+    assert!(
+        !can_connect(&lab, "my-laptop", "198.51.100.10:80"),
+        "no public IP, no way in"
+    );
+    applied(&lab, &base);
+    assert!(
+        can_connect(&lab, "my-laptop", "198.51.100.10:80"),
+        "a public IP again"
+    );
+
+    assert_eq!(app_out(), "200");
+    let out = applied(&lab, &moved);
+    assert!(out.contains("~ route table"), "{out}");
+    assert_ne!(
+        app_out(),
+        "200",
+        "the public route table sends app to the internet gateway, which has no public IP for it"
+    );
+    applied(&lab, &base);
+    assert_eq!(app_out(), "200");
+    probe_passes(&lab);
+}
