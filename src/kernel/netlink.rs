@@ -255,6 +255,29 @@ impl Netlink {
             .with_context(|| format!("delete route {dst}{via_s} dev {dev} table {table}"))
     }
 
+    /// Forgets what the neighbour table of link `dev` knows of `ip` (`ip neigh del IP dev
+    /// DEV`), if anything: for an address that moved to a new link, whose hardware address
+    /// differs from the one remembered.
+    pub async fn forget_neighbour(&self, dev: &str, ip: Ipv4Addr) -> Result<()> {
+        use netlink_packet_route::AddressFamily;
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage,
+        };
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = self.index_of(dev).await?;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.handle.neighbours().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.code.is_some_and(|c| -c.get() == libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            done => done.with_context(|| format!("forget neighbour {ip} on {dev}")),
+        }
+    }
+
     pub async fn del_rule(&self, priority: u32, iif: &str, table: u32) -> Result<()> {
         use futures::TryStreamExt;
         use netlink_packet_route::rule::RuleAttribute;
