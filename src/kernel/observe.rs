@@ -34,13 +34,24 @@ pub struct Observed {
     pub plan: Plan,
     /// Namespaces of the plan that don't exist, in plan order.
     pub missing_namespaces: Vec<String>,
-    /// Ends of veth pairs that are not what the plan says (their peer went with its
-    /// namespace, or it left its bridge): deleted before the pair is made again.
-    pub stray_ends: Vec<VethEnd>,
+    /// Ends of veth pairs that are not what the plan says, with why: deleted before the
+    /// pair is made again.
+    pub stray_ends: Vec<(VethEnd, Stray)>,
     /// Links that exist but are down, other than those meant to be down.
     pub down_links: Vec<LinkRef>,
     /// Namespaces whose nftables table is there but not the plan's, with why.
     pub firewall_differences: Vec<(String, String)>,
+}
+
+/// Why a veth end that exists is not part of its planned pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stray {
+    /// The peer's namespace is missing (a program keeps the old one, and in it the peer).
+    PeerNamespaceMissing,
+    /// It is not a port of the bridge the plan puts it on (that bridge was deleted, say).
+    OffBridge,
+    /// Its peer is not where the plan has it.
+    PeerGone,
 }
 
 /// Everything one namespace holds that a plan could name.
@@ -111,7 +122,7 @@ pub fn observe(desired: &Plan, down: &[LinkRef]) -> Result<Observed> {
         .map(|n| n.name.as_str())
         .zip(held.iter())
         .collect();
-    // An end is as planned when it exists, in its namespace, under its bridge.
+    // An end exists (first), and is as planned (second) when it is under its bridge.
     let as_planned = |end: &VethEnd| -> (bool, bool) {
         let Some(h) = by_ns.get(end.ns.as_str()) else {
             return (false, false);
@@ -134,10 +145,20 @@ pub fn observe(desired: &Plan, down: &[LinkRef]) -> Result<Observed> {
             continue;
         }
         // Deleting one end deletes its peer too: one stray end per pair is enough.
+        // Both ends there means one of them is off its bridge.
+        let why = |peer: &VethEnd, peer_exists: bool| {
+            if !by_ns.contains_key(peer.ns.as_str()) {
+                Stray::PeerNamespaceMissing
+            } else if peer_exists {
+                Stray::OffBridge
+            } else {
+                Stray::PeerGone
+            }
+        };
         if a_exists {
-            out.stray_ends.push(v.a.clone());
+            out.stray_ends.push((v.a.clone(), why(&v.b, b_exists)));
         } else if b_exists {
-            out.stray_ends.push(v.b.clone());
+            out.stray_ends.push((v.b.clone(), why(&v.a, a_exists)));
         }
     }
     // A stray end's links are deleted and made again, so whether they are up is moot.
