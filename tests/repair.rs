@@ -1,8 +1,9 @@
 //! `vpclab repair` puts a running lab back together, whatever broke it, with the real
 //! commands an operator would break it with: `ip netns del`, `ip link del`, `nft flush`,
-//! `kill -9`, and an `apply` killed half-way. Each time `status` reports the problem and
-//! names `repair`, `repair` says what it found and fixed, the probe suite passes again,
-//! and a second `repair` says `no changes`. Root only; every lab here is named `t-rp…`.
+//! `sysctl -w`, `kill -9`, and an `apply` killed half-way. Each time `status` reports the
+//! problem and names `repair`, `repair` says what it found and fixed, the probe suite
+//! passes again, and a second `repair` says `no changes`. Root only; every lab here is
+//! named `t-rp…`.
 
 mod common;
 
@@ -192,6 +193,21 @@ fn repair_puts_back_what_was_deleted_flushed_or_killed() {
         &["-n", &ns("vpc-router"), "rule", "del", "priority", "1001"],
     );
     run("ip", &["-n", &ns("app"), "link", "del", "eth0"]);
+    run(
+        "ip",
+        &["-n", &ns("stranger"), "link", "set", "eth0", "down"],
+    );
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns("vpc-router"),
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=0",
+        ],
+    );
     status_reports(
         &lab,
         &[
@@ -199,6 +215,8 @@ fn repair_puts_back_what_was_deleted_flushed_or_killed() {
             "web: route 0.0.0.0/0 via 10.0.2.1 dev eth0 is missing",
             "vpc-router: policy rule priority 1001 iif br-private-2a lookup 102 is missing",
             "veth pair app/eth0 <-> vpc-router/p-app is missing",
+            "stranger: link eth0 is down",
+            "vpc-router: sysctl net.ipv4.ip_forward is 0, not 1",
         ],
     );
     repairs(
@@ -208,6 +226,9 @@ fn repair_puts_back_what_was_deleted_flushed_or_killed() {
             "web: route 0.0.0.0/0 via 10.0.2.1 dev eth0 is missing: added it",
             "vpc-router: policy rule priority 1001 iif br-private-2a lookup 102 is missing: added it",
             "veth pair app/eth0 <-> vpc-router/p-app is missing: created it with its addresses and routes",
+            "stranger: link eth0 is down: brought it up",
+            "stranger: route 0.0.0.0/0 via 192.0.2.1 dev eth0 is missing: added it",
+            "vpc-router: sysctl net.ipv4.ip_forward is 0, not 1: set it",
         ],
     );
 

@@ -191,13 +191,30 @@ pub struct KernelCheck {
 pub fn check_kernel(r: &Running) -> Result<KernelCheck> {
     let (desired, down) = desired(r);
     let observed = observe::observe(&desired, &down)?;
-    let delta = reconcile::delta(&observed.plan, &desired);
+    let mut delta = reconcile::delta(&observed.plan, &desired);
+    sysctls_in_plan_order(&mut delta, &desired);
     Ok(KernelCheck {
         desired,
         down,
         observed,
         delta,
     })
+}
+
+/// Writing one sysctl can change another (turning `ip_forward` on or off resets
+/// `accept_redirects`), which is why the plan orders them: from the first one that is
+/// wrong on, a namespace's sysctls are all written again in the plan's order.
+fn sysctls_in_plan_order(delta: &mut PlanDelta, desired: &Plan) {
+    for c in &mut delta.change_namespaces {
+        let Some(first) = c.set_sysctls.first() else {
+            continue;
+        };
+        if let Some(ns) = desired.namespaces.iter().find(|n| n.name == c.name)
+            && let Some(i) = ns.sysctls.iter().position(|s| s.key == first.key)
+        {
+            c.set_sysctls = ns.sysctls[i..].to_vec();
+        }
+    }
 }
 
 impl KernelCheck {
@@ -318,6 +335,9 @@ fn kernel_fixes(desired: &Plan, observed: &Observed, delta: &PlanDelta) -> Vec<F
                 .netns(node)
                 .and_then(|n| n.sysctls.iter().find(|o| o.key == s.key))
                 .map_or("unset", |o| o.value.as_str());
+            if now == s.value {
+                continue; // written again only to keep the plan's order
+            }
             out.push(fix(
                 format!("{node}: sysctl {} is {now}, not {}", s.key, s.value),
                 "set it",
@@ -1111,7 +1131,8 @@ mod tests {
             "chain input has 0 of its 7 rules".into(),
         ));
         ns(&mut observed.plan, "my-igw").firewall = None;
-        let delta = reconcile::delta(&observed.plan, &desired);
+        let mut delta = reconcile::delta(&observed.plan, &desired);
+        sysctls_in_plan_order(&mut delta, &desired);
         let fixes = kernel_fixes(&desired, &observed, &delta);
         assert_eq!(
             found(&fixes),
@@ -1129,7 +1150,16 @@ mod tests {
             "replaced it with the plan's, in one transaction"
         );
         assert_eq!(fixes[4].fixed, "deleted it");
-        assert_eq!(delta.kernel_writes(&desired), fixes.len());
+        // The first sysctl was wrong: all of them are written again, in order, though
+        // only the wrong one is named.
+        let all = &desired.netns("app").unwrap().sysctls;
+        let app = delta
+            .change_namespaces
+            .iter()
+            .find(|c| c.name == desired.netns("app").unwrap().name)
+            .unwrap();
+        assert_eq!(&app.set_sysctls, all);
+        assert_eq!(delta.kernel_writes(&desired), fixes.len() - 1 + all.len());
     }
 
     #[test]
