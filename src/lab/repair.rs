@@ -54,11 +54,20 @@ pub struct Repaired {
 /// failover by the health monitor to happen.
 const DATABASE_PATIENCE: Duration = Duration::from_secs(30);
 
+/// The lock a repair holds from start to end, in the lab's state dir: two repairs never
+/// interleave, and a change of the lab that takes it too (an apply) is never taken for one
+/// killed half-way.
+pub fn lock_path(lab: &str) -> std::path::PathBuf {
+    state::dir(lab).join("changes.lock")
+}
+
 /// Repairs the running lab `name` (the only one, or `handson`, when `None`).
 pub fn repair(name: Option<&str>) -> Result<Repaired> {
     let started = Instant::now();
-    let r = running(name)?;
-    let lab = r.lab.name.clone();
+    let lab = running(name)?.lab.name;
+    let _one_at_a_time = crate::kernel::lock::exclusive(&lock_path(&lab))?;
+    // Read once the lock is held: what an earlier repair did is part of it.
+    let r = running(Some(&lab))?;
     if r.state.phase == Phase::Creating {
         bail!(
             "`up` of lab `{lab}` did not finish, so there is no complete lab to repair\n  hint: `sudo vpclab down {lab}` removes what it made; then `up` again"
