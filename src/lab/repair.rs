@@ -54,9 +54,8 @@ pub struct Repaired {
 /// failover by the health monitor to happen.
 const DATABASE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The lock a repair holds from start to end, in the lab's state dir: two repairs never
-/// interleave, and a change of the lab that takes it too (an apply) is never taken for one
-/// killed half-way.
+/// The lock a repair holds from start to end, in the lab's state dir, so two repairs
+/// never interleave (the second finds what the first left).
 pub fn lock_path(lab: &str) -> std::path::PathBuf {
     state::dir(lab).join("changes.lock")
 }
@@ -154,14 +153,11 @@ fn plural(n: usize) -> &'static str {
 /// stopped instance's and those of every node of an availability zone taken down. The
 /// kernel drops the routes through a link that goes down, so they are not wanted.
 fn desired(r: &Running) -> (Plan, Vec<LinkRef>) {
+    let resting = resting(r);
     let mut plan = r.plan.clone();
     let mut down = Vec::new();
     for ns in &mut plan.namespaces {
-        let az_down = ns
-            .az
-            .as_ref()
-            .is_some_and(|az| r.state.runtime.azs_down.contains(az));
-        if az_down || r.state.runtime.stopped.contains(&ns.node) {
+        if resting.contains(&ns.node) {
             ns.routes.retain(|route| route.dev != HOST_IF);
             down.push(LinkRef {
                 ns: ns.name.clone(),
@@ -172,7 +168,8 @@ fn desired(r: &Running) -> (Plan, Vec<LinkRef>) {
     (plan, down)
 }
 
-/// The nodes whose link is meant to be down: nothing runs on them.
+/// The nodes whose link is meant to be down (stopped instances, every node of an
+/// availability zone taken down): nothing runs on them.
 fn resting(r: &Running) -> BTreeSet<String> {
     r.plan
         .namespaces
