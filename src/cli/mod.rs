@@ -15,6 +15,7 @@ mod plan;
 mod probe;
 mod reach;
 mod reboot;
+mod repair;
 mod ssh;
 mod status;
 mod supervise;
@@ -57,6 +58,9 @@ enum Command {
     Apply(apply::Args),
     /// Remove a lab and everything it made; works after a crash and without the YAML (root)
     Down(down::Args),
+    /// Make a running lab what its recorded state says again: namespaces, links, routes,
+    /// nftables, services, database servers, the supervisor, an unfinished apply (root)
+    Repair(repair::Args),
     /// Show a running lab, checked against the kernel
     Status(status::Args),
     /// List the labs on this machine
@@ -105,6 +109,7 @@ pub fn run() -> ExitCode {
         Command::Up(a) => up::run(a),
         Command::Apply(a) => apply::run(a),
         Command::Down(a) => down::run(a),
+        Command::Repair(a) => repair::run(a),
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Exec(a) => exec::run(a),

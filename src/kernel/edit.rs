@@ -93,6 +93,9 @@ pub fn apply(old: &Plan, new: &Plan, d: &PlanDelta) -> Result<()> {
         in_namespace(&w.ns, async |nl| w.layer3(nl).await)
             .with_context(|| format!("in {}", w.ns))?;
     }
+    for v in &d.add_veths {
+        forget_old_hardware_addresses(v, new, &d.create_namespaces)?;
+    }
 
     for c in &d.change_namespaces {
         let Some(change) = &c.firewall else { continue };
@@ -193,6 +196,40 @@ impl New {
         }
         Ok(())
     }
+}
+
+/// A veth end made again has a new hardware address, but across the pair the neighbour
+/// table may still remember the old one for its addresses (the same instance made again,
+/// or one added with the IP of one just removed): such entries are deleted, so the next
+/// packet asks again instead of going to a link that no longer exists. Where a bridge holds
+/// the other end, the bridge is the device that keeps the table. A namespace just created
+/// remembers nothing.
+fn forget_old_hardware_addresses(v: &Veth, new: &Plan, created: &[String]) -> Result<()> {
+    for (end, peer) in [(&v.a, &v.b), (&v.b, &v.a)] {
+        if created.contains(&peer.ns) {
+            continue;
+        }
+        let ips: Vec<_> = new
+            .namespaces
+            .iter()
+            .filter(|n| n.name == end.ns)
+            .flat_map(|n| &n.addresses)
+            .filter(|a| a.dev == end.name)
+            .map(|a| a.addr.addr())
+            .collect();
+        if ips.is_empty() {
+            continue;
+        }
+        let dev = peer.master.as_deref().unwrap_or(&peer.name);
+        in_namespace(&peer.ns, async |nl| {
+            for ip in &ips {
+                nl.forget_neighbour(dev, *ip).await?;
+            }
+            Ok(())
+        })
+        .with_context(|| format!("in {}", peer.ns))?;
+    }
+    Ok(())
 }
 
 /// Creates `v` in its `a` namespace with the peer placed directly in its `b` namespace

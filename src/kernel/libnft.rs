@@ -28,6 +28,7 @@ struct Lib {
     buffer_output: CtxInt,
     buffer_error: CtxInt,
     get_error: GetBuffer,
+    get_output: GetBuffer,
     set_output_flags: SetFlags,
     run: RunBuffer,
 }
@@ -62,6 +63,9 @@ fn load() -> Option<Lib> {
             get_error: std::mem::transmute::<*mut c_void, GetBuffer>(sym(
                 c"nft_ctx_get_error_buffer",
             )?),
+            get_output: std::mem::transmute::<*mut c_void, GetBuffer>(sym(
+                c"nft_ctx_get_output_buffer",
+            )?),
             set_output_flags: std::mem::transmute::<*mut c_void, SetFlags>(sym(
                 c"nft_ctx_output_set_flags",
             )?),
@@ -77,6 +81,21 @@ pub fn available() -> bool {
 
 /// Runs a JSON batch in the calling thread's network namespace.
 pub fn run(json: &str) -> Result<()> {
+    match exec(json)? {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("nft rejected the ruleset: {e}"),
+    }
+}
+
+/// Runs a JSON command that lists something (`{"nftables": [{"list": ...}]}`) in the
+/// calling thread's network namespace: the listing as JSON, or nft's error message
+/// (`No such file or directory` for a table that isn't there).
+pub fn list(json: &str) -> Result<std::result::Result<String, String>> {
+    exec(json)
+}
+
+/// Runs a JSON command: what it printed, or nft's error message.
+fn exec(json: &str) -> Result<std::result::Result<String, String>> {
     let Some(lib) = LIB.get_or_init(load) else {
         bail!("libnftables.so.1 is not available");
     };
@@ -93,20 +112,19 @@ pub fn run(json: &str) -> Result<()> {
         (lib.buffer_output)(ctx);
         (lib.buffer_error)(ctx);
         let rc = (lib.run)(ctx, cmd.as_ptr());
-        let err = if rc == 0 {
-            None
-        } else {
-            let p = (lib.get_error)(ctx);
-            Some(if p.is_null() {
+        let text = |p: *const c_char| {
+            if p.is_null() {
                 String::new()
             } else {
                 CStr::from_ptr(p).to_string_lossy().trim().to_string()
-            })
+            }
+        };
+        let out = if rc == 0 {
+            Ok(text((lib.get_output)(ctx)))
+        } else {
+            Err(text((lib.get_error)(ctx)))
         };
         (lib.ctx_free)(ctx);
-        match err {
-            None => Ok(()),
-            Some(e) => bail!("nft rejected the ruleset: {e}"),
-        }
+        Ok(out)
     }
 }

@@ -17,6 +17,7 @@ pub mod lock;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod observe;
 pub mod process;
 pub mod sysctl;
 

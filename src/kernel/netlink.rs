@@ -257,6 +257,29 @@ impl Netlink {
             .with_context(|| format!("delete route {dst}{via_s} dev {dev} table {table}"))
     }
 
+    /// Forgets what the neighbour table of link `dev` knows of `ip` (`ip neigh del IP dev
+    /// DEV`), if anything: for an address that moved to a new link, whose hardware address
+    /// differs from the one remembered.
+    pub async fn forget_neighbour(&self, dev: &str, ip: Ipv4Addr) -> Result<()> {
+        use netlink_packet_route::AddressFamily;
+        use netlink_packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage,
+        };
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = self.index_of(dev).await?;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)));
+        match self.handle.neighbours().del(msg).execute().await {
+            Err(rtnetlink::Error::NetlinkError(e))
+                if e.code.is_some_and(|c| -c.get() == libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            done => done.with_context(|| format!("forget neighbour {ip} on {dev}")),
+        }
+    }
+
     pub async fn del_rule(&self, priority: u32, iif: &str, table: u32) -> Result<()> {
         use futures::TryStreamExt;
         use netlink_packet_route::rule::RuleAttribute;
@@ -321,6 +344,189 @@ impl Netlink {
             )),
             Err(e) => Err(e).with_context(|| format!("ip route get {dst} from {src} iif {iif}")),
         }
+    }
+}
+
+/// A link as a dump of its namespace lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRecord {
+    pub index: u32,
+    pub name: String,
+    pub bridge: bool,
+    /// The index of the bridge it is a port of.
+    pub master: Option<u32>,
+    /// Administratively up (`ip link set X up`), whatever its carrier.
+    pub up: bool,
+}
+
+/// An IPv4 address on the link with index `index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressRecord {
+    pub index: u32,
+    pub addr: ipnet::Ipv4Net,
+}
+
+/// An IPv4 route of any table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRecord {
+    pub table: u32,
+    pub dst: ipnet::Ipv4Net,
+    pub via: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    /// Made by the kernel itself (`proto kernel`: the route to a link's own subnet).
+    pub kernel_made: bool,
+    /// A plain route to somewhere (not local, broadcast, blackhole, ...).
+    pub unicast: bool,
+}
+
+/// An IPv4 policy rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRecord {
+    pub priority: u32,
+    pub iif: Option<String>,
+    pub table: u32,
+}
+
+/// Dumps: everything of a kind the namespace holds, for reading it back (`observe`).
+impl Netlink {
+    pub async fn links(&self) -> Result<Vec<LinkRecord>> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkFlags, LinkInfo};
+        let msgs: Vec<_> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("list links")?;
+        Ok(msgs
+            .into_iter()
+            .map(|m| {
+                let mut r = LinkRecord {
+                    index: m.header.index,
+                    name: String::new(),
+                    bridge: false,
+                    master: None,
+                    up: m.header.flags.contains(LinkFlags::Up),
+                };
+                for a in m.attributes {
+                    match a {
+                        LinkAttribute::IfName(n) => r.name = n,
+                        LinkAttribute::Controller(i) => r.master = Some(i),
+                        LinkAttribute::LinkInfo(infos) => {
+                            r.bridge = infos.contains(&LinkInfo::Kind(InfoKind::Bridge))
+                        }
+                        _ => {}
+                    }
+                }
+                r
+            })
+            .collect())
+    }
+
+    pub async fn addresses(&self) -> Result<Vec<AddressRecord>> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::address::AddressAttribute;
+        let msgs: Vec<_> = self
+            .handle
+            .address()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .context("list addresses")?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| {
+                // IFA_LOCAL is the interface's own address; IFA_ADDRESS equals it except on
+                // point-to-point links, where it is the peer's.
+                let (mut local, mut address) = (None, None);
+                for a in &m.attributes {
+                    match a {
+                        AddressAttribute::Local(IpAddr::V4(ip)) => local = Some(*ip),
+                        AddressAttribute::Address(IpAddr::V4(ip)) => address = Some(*ip),
+                        _ => {}
+                    }
+                }
+                let ip = local.or(address)?;
+                Some(AddressRecord {
+                    index: m.header.index,
+                    addr: ipnet::Ipv4Net::new(ip, m.header.prefix_len).ok()?,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn routes(&self) -> Result<Vec<RouteRecord>> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteProtocol, RouteType};
+        // No destination: a dump of every table.
+        let msgs: Vec<_> = self
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+            .execute()
+            .try_collect()
+            .await
+            .context("list routes")?;
+        Ok(msgs
+            .into_iter()
+            .filter_map(|m| {
+                let mut r = RouteRecord {
+                    table: u32::from(m.header.table),
+                    dst: ipnet::Ipv4Net::default(),
+                    via: None,
+                    oif: None,
+                    kernel_made: m.header.protocol == RouteProtocol::Kernel,
+                    unicast: m.header.kind == RouteType::Unicast,
+                };
+                let mut dst = Ipv4Addr::UNSPECIFIED;
+                for a in m.attributes {
+                    match a {
+                        RouteAttribute::Table(t) => r.table = t,
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = ip,
+                        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.via = Some(ip),
+                        RouteAttribute::Oif(i) => r.oif = Some(i),
+                        _ => {}
+                    }
+                }
+                r.dst = ipnet::Ipv4Net::new(dst, m.header.destination_prefix_length).ok()?;
+                Some(r)
+            })
+            .collect())
+    }
+
+    pub async fn rules(&self) -> Result<Vec<RuleRecord>> {
+        use futures::TryStreamExt;
+        use netlink_packet_route::rule::RuleAttribute;
+        let msgs: Vec<_> = self
+            .handle
+            .rule()
+            .get(rtnetlink::IpVersion::V4)
+            .execute()
+            .try_collect()
+            .await
+            .context("list policy rules")?;
+        Ok(msgs
+            .into_iter()
+            .map(|m| {
+                let mut r = RuleRecord {
+                    priority: 0,
+                    iif: None,
+                    table: u32::from(m.header.table),
+                };
+                for a in m.attributes {
+                    match a {
+                        RuleAttribute::Priority(p) => r.priority = p,
+                        RuleAttribute::Iifname(n) => r.iif = Some(n),
+                        RuleAttribute::Table(t) => r.table = t,
+                        _ => {}
+                    }
+                }
+                r
+            })
+            .collect())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod down;
 pub mod hosts;
 pub mod instance;
 pub mod progress;
+pub mod repair;
 pub mod state;
 pub mod status;
 pub mod summary;

@@ -18,9 +18,12 @@ pub struct Status {
     pub databases: Vec<DbStatus>,
     /// `None` for a lab brought up without services.
     pub supervisor: Option<SupervisorStatus>,
-    /// Every namespace and recorded process is there.
+    /// Every namespace and recorded process is there, and the kernel holds what the
+    /// plan says (checked with root only).
     pub healthy: bool,
     pub problems: Vec<String>,
+    /// The command that fixes the problems, when `repair` can.
+    pub repair: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +99,20 @@ pub fn status(r: &Running) -> Status {
     for n in namespaces.iter().filter(|n| !n.present) {
         problems.push(format!("namespace {} ({}) has vanished", n.name, n.node));
     }
+    if r.state.applying {
+        problems.push(format!(
+            "an apply of {} did not finish: the lab may not be all it says",
+            r.state.source
+        ));
+    }
+    // Reading inside the lab's namespaces takes root; without it, what the kernel holds
+    // goes unchecked.
+    if r.state.phase == Phase::Up && nix::unistd::geteuid().is_root() {
+        match super::repair::kernel_problems(r) {
+            Ok(found) => problems.extend(found),
+            Err(e) => problems.push(format!("the kernel could not be read: {e:#}")),
+        }
+    }
     // A dead supervisor process is replaced by the other one of its pair; whether that
     // worked is checked below.
     for p in processes
@@ -114,7 +131,7 @@ pub fn status(r: &Running) -> Status {
         } else {
             "the lab's DNS and instance metadata"
         };
-        problems.extend(supervisor_problems(&r.lab.name, &r.state.source, serves, s));
+        problems.extend(supervisor_problems(&r.lab.name, serves, s));
     }
     let databases = if r.state.runtime.databases_off {
         Vec::new()
@@ -132,7 +149,11 @@ pub fn status(r: &Running) -> Status {
             }
         }
     }
+    // `up` that did not finish is `down`'s to clean up; everything else is repair's.
+    let repair = (!problems.is_empty() && r.state.phase == Phase::Up)
+        .then(|| format!("sudo vpclab repair {}", r.lab.name));
     Status {
+        repair,
         lab: r.lab.name.clone(),
         databases,
         supervisor,
@@ -178,11 +199,9 @@ fn supervisor_status(lab: &str) -> SupervisorStatus {
 }
 
 /// `serves` names what stops while no supervisor process serves.
-fn supervisor_problems(lab: &str, source: &str, serves: &str, s: &SupervisorStatus) -> Vec<String> {
+fn supervisor_problems(lab: &str, serves: &str, s: &SupervisorStatus) -> Vec<String> {
     let log = state::dir(lab).join("supervisor.log");
-    let rebuild = format!(
-        "`sudo vpclab down {lab}`, then `sudo vpclab up` again from {source}, rebuilds the lab"
-    );
+    let rebuild = format!("`sudo vpclab repair {lab}` starts it again");
     match (s.serving, s.standby) {
         (Some(_), Some(_)) => vec![],
         (Some(pid), None) => vec![format!(
@@ -320,6 +339,11 @@ pub fn render(s: &Status) -> String {
     for p in &s.problems {
         o.push_str(&format!("problem: {p}\n"));
     }
+    if let Some(fix) = &s.repair {
+        o.push_str(&format!(
+            "hint: `{fix}` puts back what is missing or broken, from the lab's recorded state\n"
+        ));
+    }
     o
 }
 
@@ -338,7 +362,6 @@ mod tests {
     fn problems(serving: Option<i32>, standby: Option<i32>) -> Vec<String> {
         supervisor_problems(
             "lab1",
-            "labs/x.yaml",
             "DNS and metadata",
             &SupervisorStatus { serving, standby },
         )
@@ -360,9 +383,7 @@ mod tests {
             p[0]
         );
         assert!(
-            p[0].contains(
-                "hint: `sudo vpclab down lab1`, then `sudo vpclab up` again from labs/x.yaml, rebuilds the lab"
-            ),
+            p[0].contains("hint: `sudo vpclab repair lab1` starts it again"),
             "{}",
             p[0]
         );
