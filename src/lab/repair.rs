@@ -1080,6 +1080,7 @@ mod tests {
                 processes: vec![],
                 runtime,
                 applying: false,
+                allocations: crate::topology::Allocations::of(&loaded.lab),
             },
             file_lab: loaded.lab,
             lab,
