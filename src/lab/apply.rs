@@ -69,7 +69,17 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
             loaded.source.label()
         );
     }
+    // A dry run changes nothing, so it needs no turn (nor root, which the lock file needs).
+    let _one_at_a_time = match dry_run {
+        true => None,
+        false => Some(crate::kernel::lock::exclusive(&state::changes_lock(&name))?),
+    };
     let now = running(Some(&name))?;
+    if now.state.applying && !dry_run {
+        bail!(
+            "an earlier apply to lab `{name}` did not finish\n  hint: `sudo vpclab repair {name}` finishes it; then run this apply again"
+        );
+    }
     // Validated again with the addresses the running objects hold, so they keep them.
     let (file_lab, diags) = topology::check_keeping(
         &loaded.text,
@@ -115,11 +125,6 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
         out.ms = started.elapsed().as_millis() as u64;
         return Ok(out);
     }
-    if now.state.applying {
-        bail!(
-            "an earlier apply to lab `{name}` did not finish\n  hint: `sudo vpclab repair {name}` finishes it; then run this apply again"
-        );
-    }
 
     // The desired state first, marked as under way, with every namespace the new plan has:
     // a crash from here on leaves a lab that `repair` completes and `down` removes.
@@ -137,17 +142,8 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
     })?;
     checkpoint("apply:recorded")?;
     carry_out(&now, &new_lab, &new_plan, &delta)?;
-    State::modify(&name, |st| {
-        st.applying = false;
-        st.namespaces
-            .retain(|n| new_plan.namespaces.iter().any(|p| &p.name == n));
-        // What a removed instance left in the runtime record goes with it.
-        st.runtime.stopped.retain(|i| new_lab.instance(i).is_some());
-        st.runtime
-            .public_ips
-            .retain(|i, _| new_lab.instance(i).is_some());
-        Ok(())
-    })?;
+    finish(&name, &new_lab, &new_plan)?;
+
     out.applied = out.changes.len();
     out.ms = started.elapsed().as_millis() as u64;
     Ok(out)
@@ -258,6 +254,22 @@ fn carry_out(now: &Running, new_lab: &Lab, new_plan: &Plan, delta: &PlanDelta) -
         control::request(name, &control::Request::Reload, Duration::from_secs(5))
             .context("reload the supervisor's DNS records and instance metadata")?;
     }
+    Ok(())
+}
+
+/// Marks an apply of `lab` done, the lab now being `now` with plan `plan` (`repair` calls it
+/// too, for an apply that was killed): namespaces and runtime records of what went away go.
+pub(super) fn finish(lab: &str, now: &Lab, plan: &Plan) -> Result<()> {
+    State::modify(lab, |st| {
+        st.applying = false;
+        st.namespaces
+            .retain(|n| plan.namespaces.iter().any(|p| &p.name == n));
+        st.runtime.stopped.retain(|i| now.instance(i).is_some());
+        st.runtime
+            .public_ips
+            .retain(|i, _| now.instance(i).is_some());
+        Ok(())
+    })?;
     Ok(())
 }
 

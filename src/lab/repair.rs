@@ -54,17 +54,11 @@ pub struct Repaired {
 /// failover by the health monitor to happen.
 const DATABASE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// The lock a repair holds from start to end, in the lab's state dir, so two repairs
-/// never interleave (the second finds what the first left).
-pub fn lock_path(lab: &str) -> std::path::PathBuf {
-    state::dir(lab).join("changes.lock")
-}
-
 /// Repairs the running lab `name` (the only one, or `handson`, when `None`).
 pub fn repair(name: Option<&str>) -> Result<Repaired> {
     let started = Instant::now();
     let lab = running(name)?.lab.name;
-    let _one_at_a_time = crate::kernel::lock::exclusive(&lock_path(&lab))?;
+    let _one_at_a_time = crate::kernel::lock::exclusive(&state::changes_lock(&lab))?;
     // Read once the lock is held: what an earlier repair did is part of it.
     let r = running(Some(&lab))?;
     if r.state.phase == Phase::Creating {
@@ -95,7 +89,7 @@ pub fn repair(name: Option<&str>) -> Result<Repaired> {
         }
     }
     if r.state.applying {
-        finish_apply(&r)?;
+        super::apply::finish(&r.lab.name, &r.lab, &r.plan)?;
         fixes.push(Fix {
             found: format!(
                 "an apply of {} did not finish (its lab file was recorded, not all of it made)",
@@ -1042,20 +1036,6 @@ fn restart_primary(r: &Running, db: &str) -> Result<()> {
 
 /// What `apply` does once it has made everything: the mark goes, and so do the records
 /// of what the applied file no longer has.
-fn finish_apply(r: &Running) -> Result<()> {
-    State::modify(&r.lab.name, |st| {
-        st.applying = false;
-        st.namespaces
-            .retain(|n| r.plan.namespaces.iter().any(|p| &p.name == n));
-        st.runtime.stopped.retain(|i| r.lab.instance(i).is_some());
-        st.runtime
-            .public_ips
-            .retain(|i, _| r.lab.instance(i).is_some());
-        Ok(())
-    })?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,13 @@ pub fn dir(lab: &str) -> PathBuf {
     Path::new(STATE_ROOT).join(lab)
 }
 
+/// The lock an `apply` or a `repair` holds from start to end, so two of them never
+/// interleave (the second finds what the first left) and a repair never runs into an apply
+/// that is still going; a killed one releases it by dying.
+pub fn changes_lock(lab: &str) -> PathBuf {
+    dir(lab).join("changes.lock")
+}
+
 pub fn file(lab: &str) -> PathBuf {
     dir(lab).join("state.json")
 }
