@@ -36,6 +36,13 @@ pub fn in_namespace<T: Send>(
     })
 }
 
+/// A locally administered, unicast hardware address derived from a bridge's name. Bridges
+/// are separate segments, so two with one name in two namespaces never meet.
+fn bridge_mac(name: &str) -> [u8; 6] {
+    let b = crate::topology::aws::stable_hash(&["bridge", name]).to_be_bytes();
+    [0x02, b[0], b[1], b[2], b[3], b[4]]
+}
+
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
@@ -51,8 +58,15 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// Creates bridge `name` with a fixed hardware address: a bridge that takes its ports'
+    /// lowest address changes it when a port is added later (an instance launched into a
+    /// running lab), and every host on the segment then sends to the old one until its ARP
+    /// entry expires.
     pub async fn add_bridge(&self, name: &str, index: u32) -> Result<()> {
-        let msg = LinkBridge::new(name).index(index).build();
+        let msg = LinkBridge::new(name)
+            .index(index)
+            .address(bridge_mac(name).to_vec())
+            .build();
         self.handle
             .link()
             .add(msg)
@@ -540,4 +554,21 @@ pub enum RouteLookup {
     },
     /// The kernel's error, e.g. "Network is unreachable".
     Unreachable(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bridge_address_is_unicast_locally_administered_and_stable() {
+        let mac = bridge_mac("br-public-2a");
+        assert_eq!(
+            mac[0] & 0b11,
+            0b10,
+            "locally administered, unicast: {mac:02x?}"
+        );
+        assert_eq!(mac, bridge_mac("br-public-2a"));
+        assert_ne!(mac, bridge_mac("br-public-2c"));
+    }
 }
