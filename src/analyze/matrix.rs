@@ -243,6 +243,7 @@ pub fn tag(code: Option<Code>) -> &'static str {
         None => "yes",
         Some(Code::EniSgRulesMismatch) => "sg",
         Some(Code::SgHasNoRules) => "sg-empty",
+        Some(Code::SubnetAclRestriction) => "acl",
         Some(Code::NoRouteToDestination) => "no-route",
         Some(Code::IgwPrivateIpAssociationForIngress) => "igw-private",
         Some(Code::IgwPublicIpAssociationForEgress) => "igw-no-public",
