@@ -1,8 +1,8 @@
 //! `vpclab reach --verify` on real labs: the static analysis against real packets on the
-//! built-in lab and the public-database lab (every source, destination and port: 100 %
-//! agreement), and on a lab mutated after the fact (a removed rule, a stopped instance)
-//! where the explanation code changes as the packets do. Root only; each test has its own
-//! lab, named `t-rc…`.
+//! built-in lab, the public-database lab and the network ACL lab (every source,
+//! destination and port: 100 % agreement), and on a lab mutated after the fact (a removed
+//! rule, a stopped instance) where the explanation code changes as the packets do. Root
+//! only; each test has its own lab, named `t-rc…`.
 
 mod common;
 
@@ -112,6 +112,59 @@ fn t_rc_the_public_database_lab_agrees_and_anyone_reaches_the_database() {
 }
 
 #[test]
+fn t_rc_the_network_acl_lab_agrees_and_its_acl_drops_the_reply() {
+    require_root!();
+    let lab = Lab::up(Some("labs/nacl.yaml"), "t-rc8");
+    let v = all_agree(&lab);
+    assert_eq!(
+        cell(&v, "my-laptop", "web", "tcp/80")["code"],
+        "SUBNET_ACL_RESTRICTION"
+    );
+    assert_eq!(cell(&v, "bastion", "web", "tcp/22")["reachable"], true);
+    // The request gets in by inbound rule 100; the reply to the client's port is what the
+    // final outbound rule drops.
+    let (one, o) = reach(&lab, &["my-laptop", "web", "--port", "80", "--verify"]);
+    assert_eq!(
+        (&one["code"], &one["verified"]),
+        (&Value::from("SUBNET_ACL_RESTRICTION"), &Value::Bool(true)),
+        "{}",
+        text(&o)
+    );
+    let path = one["path"].as_array().unwrap();
+    let acls: Vec<(&str, &str)> = path
+        .iter()
+        .filter(|c| c["component"] == "network-acl")
+        .map(|c| {
+            (
+                c["direction"].as_str().unwrap(),
+                c["rule"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acls,
+        [
+            (
+                "inbound",
+                "network ACL public-acl inbound rule 100 (public-2a): allow tcp 80 from 0.0.0.0/0"
+            ),
+            (
+                "outbound",
+                "network ACL public-acl outbound rule * (public-2a): deny all traffic"
+            )
+        ]
+    );
+    assert!(
+        one["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with("the reply is blocked: network ACL public-acl denies"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn t_rc_a_removed_rule_and_a_stopped_instance_change_the_code_as_the_packets_do() {
     require_root!();
     let dir = std::env::temp_dir().join("vpclab-t-rc3");
@@ -188,6 +241,7 @@ fn t_rc_every_test_lab_agrees_with_real_packets() {
         ("tests/labs/nat-per-az.yaml", "t-rc5"),
         ("tests/labs/public-ip-private-subnet.yaml", "t-rc6"),
         ("tests/labs/wrong-expectation.yaml", "t-rc7"),
+        ("tests/labs/acl-nat.yaml", "t-rc9"),
     ] {
         let lab = Lab::up(Some(file), name);
         let v = all_agree(&lab);

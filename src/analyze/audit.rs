@@ -5,8 +5,8 @@
 use super::matrix;
 use super::reach::{self, Down, Query};
 use super::spans::{Loc, Spans};
-use crate::plan::Plan;
-use crate::topology::{Lab, Peer, Protocol, PublicIp, SgRule};
+use crate::plan::{Plan, aws_id};
+use crate::topology::{AclAction, AclRule, Lab, NetworkAcl, Peer, Protocol, PublicIp, SgRule};
 use crate::trace::send::Proto;
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -67,6 +67,40 @@ pub const HIGH_RISK_PORTS: [u16; 24] = [
 
 /// The ports EC2.18 lets anyone reach by default.
 const AUTHORIZED_PORTS: [u16; 2] = [80, 443];
+
+/// The remote administration ports EC2.21 keeps network ACLs from opening: SSH and RDP.
+const ADMIN_PORTS: [(u16, &str); 2] = [(22, "SSH"), (3389, "RDP")];
+
+/// The inbound rules of a network ACL that let anyone in to SSH or RDP, with those ports.
+/// Per port, the lowest-numbered rule from 0.0.0.0/0 that covers TCP to it decides for the
+/// internet: an allow is the finding; a deny shadows every rule after it.
+fn open_to_admin(acl: &NetworkAcl) -> Vec<(&AclRule, Vec<(u16, &'static str)>)> {
+    let mut out: Vec<(&AclRule, Vec<(u16, &'static str)>)> = Vec::new();
+    for (port, name) in ADMIN_PORTS {
+        let covers = |r: &&AclRule| {
+            r.peer.prefix_len() == 0
+                && match r.protocol {
+                    Protocol::All => true,
+                    Protocol::Tcp => r.ports.is_none_or(|(lo, hi)| (lo..=hi).contains(&port)),
+                    Protocol::Udp | Protocol::Icmp => false,
+                }
+        };
+        let Some(rule) = acl
+            .inbound
+            .iter()
+            .find(covers)
+            .filter(|r| r.action == AclAction::Allow)
+        else {
+            continue;
+        };
+        match out.iter_mut().find(|(r, _)| r.number == rule.number) {
+            Some((_, ports)) => ports.push((port, name)),
+            None => out.push((rule, vec![(port, name)])),
+        }
+    }
+    out.sort_by_key(|(r, _)| r.number);
+    out
+}
 
 fn unrestricted(r: &SgRule) -> bool {
     r.peer == Peer::Cidr(Ipv4Net::default())
@@ -175,6 +209,30 @@ pub fn audit(lab: &Lab, plan: &Plan, text: &str) -> Audit {
         }
     }
 
+    // EC2.21 on the ACLs the file writes; the VPC's default ACL (everything allowed) has no
+    // rule in the file to point at or to fix, so it is not checked.
+    for acl in &lab.network_acls {
+        for (r, ports) in open_to_admin(acl) {
+            let ports: Vec<String> = ports.iter().map(|(p, n)| format!("{n} ({p})")).collect();
+            finding(
+                "EC2.21",
+                Severity::Medium,
+                format!(
+                    "network-acl {} ({})",
+                    acl.name,
+                    aws_id("acl", &lab.name, &acl.name)
+                ),
+                spans.acl_rule(&acl.name, true, r.number),
+                format!(
+                    "inbound rule {} lets anyone in to {}",
+                    r.describe(true),
+                    ports.join(" and ")
+                ),
+                "allow SSH and RDP only from the CIDRs that need them (your own /32, the VPC's CIDR), or deny them from 0.0.0.0/0 with a lower rule number",
+            );
+        }
+    }
+
     for i in &lab.instances {
         if let PublicIp::Auto { address } | PublicIp::Elastic { address, .. } = i.public_ip {
             finding(
@@ -218,7 +276,7 @@ pub fn audit(lab: &Lab, plan: &Plan, text: &str) -> Audit {
     findings.extend(reachability(lab, plan, &spans));
 
     let mut passed: Vec<&'static str> = [
-        "EC2.2", "EC2.9", "EC2.13", "EC2.18", "EC2.19", "RDS.2", "RDS.5", "REACH",
+        "EC2.2", "EC2.9", "EC2.13", "EC2.18", "EC2.19", "EC2.21", "RDS.2", "RDS.5", "REACH",
     ]
     .into_iter()
     .filter(|c| !findings.iter().any(|f| f.control == *c))
@@ -228,13 +286,7 @@ pub fn audit(lab: &Lab, plan: &Plan, text: &str) -> Audit {
     Audit {
         findings,
         passed,
-        not_applicable: vec![
-            (
-                "EC2.21",
-                "vpclab labs have no network ACLs yet (every subnet behaves as with the default ACL)",
-            ),
-            ("EC2.6", "vpclab labs have no VPC flow logs yet"),
-        ],
+        not_applicable: vec![("EC2.6", "vpclab labs have no VPC flow logs yet")],
     }
 }
 
@@ -340,6 +392,7 @@ mod tests {
 
     const PUBLIC_DB: &str = include_str!("../../labs/public-db.yaml");
     const SCALE: &str = include_str!("../../labs/scale-1000.yaml");
+    const NACL: &str = include_str!("../../labs/nacl.yaml");
 
     #[test]
     fn the_public_database_lab_fails_rds_2_ec2_19_and_the_internet_reaches_it() {
@@ -369,7 +422,8 @@ mod tests {
         );
         assert!(a.findings[1].message.contains("high-risk port 3306"));
         assert!(a.fails());
-        assert_eq!(a.passed, ["EC2.2"]);
+        // A lab without network ACLs has only the default ACL, which the file never writes.
+        assert_eq!(a.passed, ["EC2.2", "EC2.21"]);
     }
 
     #[test]
@@ -394,6 +448,86 @@ mod tests {
         assert_eq!(public, 80);
         assert_eq!(a.findings.len(), public);
         assert!(a.findings.iter().all(|f| f.control == "EC2.9"));
+    }
+
+    #[test]
+    fn the_network_acl_lab_fails_only_ec2_9_its_acl_opens_no_admin_port_to_anyone() {
+        let a = run(&lab_from(NACL), NACL);
+        assert_eq!(
+            summary(&a),
+            ["EC2.9 HIGH instance web (i-01113e25d03db7f4b) 64:16"]
+        );
+        assert!(a.passed.contains(&"EC2.21"), "{:?}", a.passed);
+        assert!(
+            !a.not_applicable.iter().any(|(c, _)| *c == "EC2.21"),
+            "{:?}",
+            a.not_applicable
+        );
+    }
+
+    #[test]
+    fn an_acl_rule_letting_anyone_in_to_ssh_or_rdp_is_ec2_21_unless_a_deny_comes_first() {
+        // Rule 90 denies SSH from anywhere first, so rule 300 (all traffic) opens RDP only;
+        // rule 130 opens SSH to anyone too but rule 90 shadows it.
+        let old = "      - { rule: 120, type: ssh, source: 10.0.0.0/16, action: allow }\n";
+        assert!(NACL.contains(old));
+        let text = NACL.replacen(
+            old,
+            &format!(
+                "{old}      - {{ rule: 90, type: ssh, source: 0.0.0.0/0, action: deny }}
+      - {{ rule: 130, type: ssh, source: 0.0.0.0/0, action: allow }}
+      - {{ rule: 300, protocol: all, source: 0.0.0.0/0, action: allow }}
+      - {{ rule: 310, protocol: tcp, port: 3000-4000, source: 0.0.0.0/0, action: allow }}
+"
+            ),
+            1,
+        );
+        let a = run(&lab_from(&text), &text);
+        let ec2_21: Vec<&Finding> = a
+            .findings
+            .iter()
+            .filter(|f| f.control == "EC2.21")
+            .collect();
+        assert_eq!(ec2_21.len(), 1, "{:#?}", a.findings);
+        let f = ec2_21[0];
+        assert_eq!(f.severity, Severity::Medium);
+        assert!(
+            f.resource.starts_with("network-acl public-acl (acl-0"),
+            "{}",
+            f.resource
+        );
+        assert_eq!(
+            f.at,
+            Some(Loc {
+                line: 58,
+                column: 9
+            })
+        );
+        assert_eq!(
+            f.message,
+            "inbound rule 300 allow all traffic from 0.0.0.0/0 lets anyone in to RDP (3389)"
+        );
+        // Without the deny, rule 130 opens SSH and rule 300 still opens RDP.
+        let text = text.replacen(
+            "      - { rule: 90, type: ssh, source: 0.0.0.0/0, action: deny }\n",
+            "",
+            1,
+        );
+        let a = run(&lab_from(&text), &text);
+        let messages: Vec<&str> = a
+            .findings
+            .iter()
+            .filter(|f| f.control == "EC2.21")
+            .map(|f| f.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "inbound rule 130 allow tcp 22 from 0.0.0.0/0 lets anyone in to SSH (22)",
+                "inbound rule 300 allow all traffic from 0.0.0.0/0 lets anyone in to RDP (3389)"
+            ]
+        );
+        assert!(!a.passed.contains(&"EC2.21"));
     }
 
     #[test]

@@ -83,7 +83,8 @@ pub struct Matrix {
 }
 
 /// The ports the lab's services, databases and inbound rules mention (a range by its
-/// first port), with ping when a rule allows ICMP or all traffic.
+/// first port), with ping when a rule allows ICMP or all traffic; of network ACLs' inbound
+/// rules, those for one port or for ICMP (a range there is mostly for replies).
 pub fn probes(lab: &Lab) -> Vec<Probe> {
     let mut set = BTreeSet::new();
     let tcp = |port| Probe {
@@ -125,6 +126,26 @@ pub fn probes(lab: &Lab) -> Vec<Probe> {
             });
         }
     }
+    for r in lab.network_acls.iter().flat_map(|a| &a.inbound) {
+        let proto = match r.protocol {
+            Protocol::Tcp => Proto::Tcp,
+            Protocol::Udp => Proto::Udp,
+            Protocol::Icmp => {
+                set.insert(Probe {
+                    proto: Proto::Icmp,
+                    port: None,
+                });
+                continue;
+            }
+            Protocol::All => continue,
+        };
+        if let Some((port, _)) = r.ports.filter(|(lo, hi)| lo == hi) {
+            set.insert(Probe {
+                proto,
+                port: Some(port),
+            });
+        }
+    }
     set.into_iter().collect()
 }
 
@@ -142,6 +163,9 @@ pub fn classes(lab: &Lab, plan: &Plan, down: &Down) -> Vec<Class> {
     }
     for rt in &lab.route_tables {
         cidrs.extend(rt.routes.iter().map(|r| r.destination));
+    }
+    for acl in &lab.network_acls {
+        cidrs.extend(acl.inbound.iter().chain(&acl.outbound).map(|r| r.peer));
     }
     let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
@@ -243,6 +267,7 @@ pub fn tag(code: Option<Code>) -> &'static str {
         None => "yes",
         Some(Code::EniSgRulesMismatch) => "sg",
         Some(Code::SgHasNoRules) => "sg-empty",
+        Some(Code::SubnetAclRestriction) => "acl",
         Some(Code::NoRouteToDestination) => "no-route",
         Some(Code::IgwPrivateIpAssociationForIngress) => "igw-private",
         Some(Code::IgwPublicIpAssociationForEgress) => "igw-no-public",
@@ -318,5 +343,46 @@ mod tests {
             cell(&m, "app2", "app", "tcp/8080").code,
             Some(Code::EniSgRulesMismatch)
         );
+    }
+
+    #[test]
+    fn a_network_acl_rule_tells_instances_apart_and_adds_its_ports() {
+        let text = crate::topology::BUILTIN_YAML.replacen(
+            "instances:\n",
+            "instances:\n  app2: { subnet: private-2a, private_ip: 10.0.1.102, security_groups: [MyApp-SecurityGroup] }\n  app3: { subnet: private-2a, private_ip: 10.0.1.200, security_groups: [MyApp-SecurityGroup] }\n",
+            1,
+        ) + "network_acls:
+  web-acl:
+    subnets: [public-2c]
+    inbound:
+      - { rule: 90, type: http, source: 10.0.1.128/25, action: deny }
+      - { rule: 95, protocol: tcp, port: 8443, source: 10.0.0.0/16, action: allow }
+      - { rule: 100, protocol: icmp, source: 10.0.0.0/16, action: allow }
+      - { rule: 200, protocol: all, source: 0.0.0.0/0, action: allow }
+    outbound:
+      - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: allow }
+";
+        let lab = lab_from(&text);
+        let plan = crate::plan::compile(&lab);
+        let m = all(&lab, &plan, &Down::new()).unwrap();
+        let labels: Vec<String> = m.probes.iter().map(Probe::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "icmp", "tcp/22", "tcp/80", "tcp/443", "tcp/3306", "tcp/8443"
+            ]
+        );
+        // Only the ACL's rule 90 names 10.0.1.128/25, where app3 is and app2 is not.
+        let members: Vec<Vec<String>> = classes(&lab, &plan, &Down::new())
+            .iter()
+            .map(|c| c.members.clone())
+            .collect();
+        assert!(members.contains(&vec!["app3".into()]), "{members:?}");
+        assert!(cell(&m, "app2", "web", "tcp/80").reachable);
+        assert_eq!(
+            cell(&m, "app3", "web", "tcp/80").code,
+            Some(Code::SubnetAclRestriction)
+        );
+        assert_eq!(tag(Some(Code::SubnetAclRestriction)), "acl");
     }
 }

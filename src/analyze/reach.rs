@@ -10,7 +10,7 @@
 
 use crate::plan::network::IGW_VPC_IF;
 use crate::plan::{MAIN_TABLE, Plan, Role, aws_id, route_table_id};
-use crate::topology::{Lab, NodeRef, Peer, Protocol, SgRule};
+use crate::topology::{Lab, NetworkAcl, NodeRef, Peer, Protocol, SgRule};
 use crate::trace::dns::Lookup;
 use crate::trace::packet::Tuple;
 use crate::trace::path::{self, Decision, End, SimHop, SimPath};
@@ -24,17 +24,15 @@ use std::net::Ipv4Addr;
 
 /// Reachability Analyzer's explanation codes that a vpclab lab can produce.
 ///
-/// Network ACLs are not modelled by vpclab yet: when subnets get them, a drop in the ACL
-/// chain of the VPC router becomes `SUBNET_ACL_RESTRICTION` here, and the ACL rules that
-/// let a packet through become components between the security group and the route
-/// table. `IGW_DESTINATION_ADDRESS_IN_VPC_CIDRS` cannot happen: validation rejects a
-/// route whose destination overlaps the VPC CIDR, so the internet gateway never gets a
-/// packet for a VPC address from inside.
+/// `IGW_DESTINATION_ADDRESS_IN_VPC_CIDRS` cannot happen: validation rejects a route whose
+/// destination overlaps the VPC CIDR, so the internet gateway never gets a packet for a
+/// VPC address from inside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     EniSgRulesMismatch,
     SgHasNoRules,
+    SubnetAclRestriction,
     NoRouteToDestination,
     IgwPrivateIpAssociationForIngress,
     IgwPublicIpAssociationForEgress,
@@ -48,6 +46,7 @@ impl Code {
         match self {
             Code::EniSgRulesMismatch => "ENI_SG_RULES_MISMATCH",
             Code::SgHasNoRules => "SG_HAS_NO_RULES",
+            Code::SubnetAclRestriction => "SUBNET_ACL_RESTRICTION",
             Code::NoRouteToDestination => "NO_ROUTE_TO_DESTINATION",
             Code::IgwPrivateIpAssociationForIngress => "IGW_PRIVATE_IP_ASSOCIATION_FOR_INGRESS",
             Code::IgwPublicIpAssociationForEgress => "IGW_PUBLIC_IP_ASSOCIATION_FOR_EGRESS",
@@ -92,19 +91,34 @@ pub fn down_nodes<'a>(
 /// One component of the path, as Reachability Analyzer lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Component {
-    /// `network-interface`, `security-group`, `route-table`, `nat-gateway`,
-    /// `internet-gateway`, `internet-host`, `vpc-router`, `internet`.
+    /// `network-interface`, `security-group`, `network-acl`, `route-table`,
+    /// `nat-gateway`, `internet-gateway`, `internet-host`, `vpc-router`, `internet`.
     pub component: &'static str,
     /// The AWS-style id (`eni-0…`, `sg-0…`, `rtb-0…`), or the address of an internet host.
     pub id: String,
     /// The name the lab file gives it.
     pub name: String,
-    /// `inbound` or `outbound`, for a security group.
+    /// `inbound` or `outbound`, for a security group or a network ACL.
     pub direction: Option<&'static str>,
     /// The rule or route that let the packet through (or, when blocked, why not).
     pub rule: Option<String>,
     /// Addresses at this component: a translation, the address of an interface.
     pub detail: Option<String>,
+}
+
+impl Component {
+    /// The kind as the console writes it: "security group (outbound)", "network ACL
+    /// (inbound)", "route table".
+    pub fn kind(&self) -> String {
+        let kind = match self.component {
+            "network-acl" => "network ACL".to_string(),
+            c => c.replace('-', " "),
+        };
+        match self.direction {
+            Some(d) => format!("{kind} ({d})"),
+            None => kind,
+        }
+    }
 }
 
 /// The answer.
@@ -246,6 +260,14 @@ pub fn analyze(lab: &Lab, plan: &Plan, down: &Down, q: &Query) -> Result<Analysi
         );
     } else if !matches!(end, End::Delivered { node } if *node == from) {
         let blocked = names.blocked(&from, reply, end);
+        if blocked.code == Code::SubnetAclRestriction {
+            a.notes.push(
+                "network ACLs are stateless: the reply is checked like any other packet, so \
+                 it needs a rule of its own (to the client's ephemeral port, which can be \
+                 anywhere in 1024-65535)"
+                    .to_string(),
+            );
+        }
         a.path.push(blocked.component);
         a.block(
             &blocked.node,
@@ -291,13 +313,25 @@ struct Blocked {
     note: Option<String>,
 }
 
+/// One rule of a network ACL, as a rule comment of the VPC router names it.
+struct AclRuleRef<'a, 'c> {
+    acl: &'a NetworkAcl,
+    inbound: bool,
+    /// The rule number, or `*` for the final rule that denies.
+    number: &'c str,
+    subnet: &'a str,
+    /// What the rule does: `allow tcp 80 from 0.0.0.0/0`, `deny all traffic`.
+    text: &'c str,
+    comment: &'c str,
+}
+
 /// Names the Plan's parts as AWS does.
 struct Names<'a> {
     lab: &'a Lab,
     plan: &'a Plan,
 }
 
-impl Names<'_> {
+impl<'a> Names<'a> {
     fn role(&self, node: &str) -> Option<Role> {
         self.plan.netns(node).map(|n| n.role)
     }
@@ -434,6 +468,10 @@ impl Names<'_> {
                 (outbound == (node == from))
                     .then(|| self.group_component(node, outbound, rule.clone()))
             }
+            // The router's exemption for its own addresses names no ACL: not a component.
+            Decision::Accept { node, chain, rule } if self.role(node) == Some(Role::VpcRouter) => {
+                self.acl_rule(chain, rule).map(|r| self.acl_component(&r))
+            }
             Decision::Route {
                 node, table, dst, ..
             } if self.role(node) == Some(Role::VpcRouter) && *table != MAIN_TABLE => {
@@ -508,6 +546,35 @@ impl Names<'_> {
             explanation,
             note: None,
         };
+        if let End::Dropped {
+            node,
+            chain,
+            comment: Some(comment),
+        } = end
+            && self.role(node) == Some(Role::VpcRouter)
+            && let Some(r) = self.acl_rule(chain, comment)
+        {
+            let t = arriving.expect("a packet reached the VPC router");
+            let (dir, way) = if r.inbound {
+                ("inbound", "entering")
+            } else {
+                ("outbound", "leaving")
+            };
+            let explanation = format!(
+                "network ACL {} denies {} {way} subnet {} ({dir} rule {}: {})",
+                r.acl.name,
+                flow(&t),
+                r.subnet,
+                r.number,
+                r.text
+            );
+            return b(
+                node,
+                Code::SubnetAclRestriction,
+                self.acl_component(&r),
+                explanation,
+            );
+        }
         match end {
             End::Dropped {
                 node,
@@ -704,6 +771,46 @@ impl Names<'_> {
                 self.node(node),
                 format!("delivered to {node} instead"),
             ),
+        }
+    }
+
+    /// The network ACL rule a rule of the VPC router's `acl-*` chains stands for, read
+    /// back from its comment (`network ACL {acl} {dir} rule {n} ({subnet}): {text}`);
+    /// `None` for the router's exemption of its own addresses, which names no ACL.
+    fn acl_rule<'c>(&self, chain: &str, comment: &'c str) -> Option<AclRuleRef<'a, 'c>> {
+        let inbound = match chain {
+            "acl-inbound" => true,
+            "acl-outbound" => false,
+            _ => return None,
+        };
+        let dir = if inbound { "inbound" } else { "outbound" };
+        let rest = comment.strip_prefix("network ACL ")?;
+        self.lab.network_acls.iter().find_map(|acl| {
+            let rest = rest.strip_prefix(&format!("{} {dir} rule ", acl.name))?;
+            let (number, rest) = rest.split_once(" (")?;
+            acl.subnets.iter().find_map(|s| {
+                let subnet = self.lab.subnets[*s].name.as_str();
+                let text = rest.strip_prefix(&format!("{subnet}): "))?;
+                Some(AclRuleRef {
+                    acl,
+                    inbound,
+                    number,
+                    subnet,
+                    text,
+                    comment,
+                })
+            })
+        })
+    }
+
+    fn acl_component(&self, r: &AclRuleRef) -> Component {
+        Component {
+            component: "network-acl",
+            id: self.id("acl", &r.acl.name),
+            name: r.acl.name.clone(),
+            direction: Some(if r.inbound { "inbound" } else { "outbound" }),
+            rule: Some(r.comment.to_string()),
+            detail: Some(format!("of subnet {}", r.subnet)),
         }
     }
 
@@ -1049,6 +1156,213 @@ mod tests {
             a.notes.iter().any(|n| n.contains("comes back in")),
             "{:?}",
             a.notes
+        );
+    }
+
+    /// Two subnets, each with a network ACL; security groups that allow everything, so
+    /// whatever stops a packet here is an ACL.
+    const ACL_LAB: &str = "name: acls
+region: ap-northeast-2
+vpc: { name: acl-vpc, cidr: 10.0.0.0/16 }
+public_ip_pool: 198.51.100.0/24
+subnets:
+  public-2a:  { az: ap-northeast-2a, cidr: 10.0.0.0/24, route_table: public }
+  private-2a: { az: ap-northeast-2a, cidr: 10.0.1.0/24 }
+route_tables:
+  public: { 0.0.0.0/0: igw }
+internet_gateway: igw
+security_groups:
+  open:
+    inbound:
+      - { protocol: all, source: 0.0.0.0/0 }
+network_acls:
+  web-acl:
+    subnets: [public-2a]
+    inbound:
+      - { rule: 90, type: ssh, source: 10.0.1.128/25, action: deny }
+      - { rule: 100, protocol: all, source: 10.0.0.0/16, action: allow }
+      - { rule: 200, protocol: tcp, port: 1024-65535, source: 0.0.0.0/0, action: allow }
+    outbound:
+      - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: allow }
+  app-acl:
+    subnets: [private-2a]
+    inbound:
+      - { rule: 100, protocol: all, source: 10.0.0.0/16, action: allow }
+    outbound:
+      - { rule: 100, protocol: tcp, port: 22, destination: 10.0.0.0/24, action: allow }
+      - { rule: 110, protocol: tcp, port: 1024-65535, destination: 10.0.0.0/16, action: allow }
+instances:
+  web:  { subnet: public-2a, private_ip: 10.0.0.10, public_ip: auto, security_groups: [open] }
+  app:  { subnet: private-2a, private_ip: 10.0.1.10, security_groups: [open] }
+  app2: { subnet: private-2a, private_ip: 10.0.1.200, security_groups: [open] }
+internet:
+  laptop: { ip: 203.0.113.10 }
+";
+
+    #[test]
+    fn network_acl_rules_are_components_between_the_security_groups_and_the_route_table() {
+        let lab = lab_from(ACL_LAB);
+        let a = run(&lab, "app", "web", 22);
+        assert!(a.reachable, "{a:#?}");
+        assert_eq!(
+            kinds(&a),
+            [
+                "network-interface",
+                "security-group outbound",
+                "network-acl outbound",
+                "route-table",
+                "network-acl inbound",
+                "security-group inbound",
+                "network-interface"
+            ]
+        );
+        let (out, inb) = (&a.path[2], &a.path[4]);
+        assert_eq!(
+            (out.name.as_str(), out.rule.as_deref()),
+            (
+                "app-acl",
+                Some(
+                    "network ACL app-acl outbound rule 100 (private-2a): allow tcp 22 to 10.0.0.0/24"
+                )
+            )
+        );
+        assert!(out.id.starts_with("acl-0"), "{out:?}");
+        assert_eq!(out.detail.as_deref(), Some("of subnet private-2a"));
+        assert_eq!(out.kind(), "network ACL (outbound)");
+        assert_eq!(
+            (inb.name.as_str(), inb.rule.as_deref()),
+            (
+                "web-acl",
+                Some(
+                    "network ACL web-acl inbound rule 100 (public-2a): allow all traffic from 10.0.0.0/16"
+                )
+            )
+        );
+        // The reply to app's port 40000 gets out by rule 110.
+        let a = run(&lab, "web", "app", 22);
+        assert!(a.reachable, "{a:#?}");
+    }
+
+    #[test]
+    fn a_network_acl_that_denies_the_request_is_subnet_acl_restriction() {
+        let lab = lab_from(ACL_LAB);
+        // Rule 90 denies ssh from the upper half of private-2a before rule 100 allows it.
+        let a = run(&lab, "app2", "web", 22);
+        assert_eq!(
+            (a.code, a.blocked_at.as_deref()),
+            (Some(Code::SubnetAclRestriction), Some("vpc-router")),
+            "{a:#?}"
+        );
+        let last = a.path.last().unwrap();
+        assert_eq!(
+            (last.component, last.direction, last.name.as_str()),
+            ("network-acl", Some("inbound"), "web-acl")
+        );
+        assert_eq!(
+            a.explanation.as_deref(),
+            Some(
+                "network ACL web-acl denies tcp 22 from 10.0.1.200 to 10.0.0.10 entering subnet \
+                 public-2a (inbound rule 90: deny tcp 22 from 10.0.1.128/25)"
+            )
+        );
+        // No outbound rule of app-acl allows port 80: the final rule denies it.
+        let a = run(&lab, "app", "web", 80);
+        assert_eq!(a.code, Some(Code::SubnetAclRestriction), "{a:#?}");
+        assert_eq!(
+            a.explanation.as_deref(),
+            Some(
+                "network ACL app-acl denies tcp 80 from 10.0.1.10 to 10.0.0.10 leaving subnet \
+                 private-2a (outbound rule *: deny all traffic)"
+            )
+        );
+        assert_eq!(
+            kinds(&a),
+            [
+                "network-interface",
+                "security-group outbound",
+                "network-acl outbound"
+            ]
+        );
+        // From the internet, web-acl lets in only the ephemeral ports.
+        let a = run(&lab, "laptop", "web", 80);
+        assert_eq!(a.code, Some(Code::SubnetAclRestriction), "{a:#?}");
+        assert!(a.notes.is_empty(), "the request is blocked: {:?}", a.notes);
+    }
+
+    #[test]
+    fn a_reply_a_stateless_acl_blocks_makes_the_path_unreachable() {
+        let text = include_str!("../../labs/nacl.yaml");
+        let a = run(&lab_from(text), "my-laptop", "web", 80);
+        assert!(!a.reachable);
+        assert_eq!(a.code, Some(Code::SubnetAclRestriction));
+        assert_eq!(
+            kinds(&a),
+            [
+                "internet-host",
+                "internet-gateway",
+                "network-acl inbound",
+                "security-group inbound",
+                "network-interface",
+                "network-acl outbound"
+            ]
+        );
+        assert_eq!(
+            a.path[2].rule.as_deref(),
+            Some(
+                "network ACL public-acl inbound rule 100 (public-2a): allow tcp 80 from 0.0.0.0/0"
+            )
+        );
+        assert_eq!(
+            a.explanation.as_deref(),
+            Some(
+                "the reply is blocked: network ACL public-acl denies tcp 40000 from 10.0.0.10 to \
+                 203.0.113.10 leaving subnet public-2a (outbound rule *: deny all traffic)"
+            )
+        );
+        assert!(
+            a.notes.iter().any(|n| n.contains("stateless")),
+            "{:?}",
+            a.notes
+        );
+        // Inside the subnet the bridge switches it: no ACL on the path at all.
+        let a = run(&lab_from(text), "bastion", "web", 22);
+        assert!(a.reachable, "{a:#?}");
+        assert!(!kinds(&a).iter().any(|k| k.starts_with("network-acl")));
+    }
+
+    #[test]
+    fn the_routers_exemption_for_its_own_addresses_is_not_a_component() {
+        let lab = lab_from(ACL_LAB);
+        let plan = crate::plan::compile(&lab);
+        let router = plan
+            .namespaces
+            .iter()
+            .find(|n| n.role == Role::VpcRouter)
+            .unwrap();
+        let chain = router
+            .firewall
+            .iter()
+            .flat_map(|t| &t.chains)
+            .find(|c| c.name == "acl-outbound")
+            .unwrap();
+        let names = Names {
+            lab: &lab,
+            plan: &plan,
+        };
+        let accept = |rule: &str| Decision::Accept {
+            node: router.node.clone(),
+            chain: chain.name.clone(),
+            rule: rule.to_string(),
+        };
+        let exemption = &chain.rules[0].comment;
+        assert!(exemption.starts_with("VPC router"), "{exemption}");
+        assert_eq!(names.component("app", &accept(exemption)), None);
+        let first_acl_rule = &chain.rules[1].comment;
+        assert_eq!(
+            names
+                .component("app", &accept(first_acl_rule))
+                .map(|c| c.component),
+            Some("network-acl")
         );
     }
 

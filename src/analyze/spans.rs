@@ -46,6 +46,17 @@ impl Spans {
         g.inbound.get(index).map(loc)
     }
 
+    /// The rule numbered `number` of network ACL `name` (the checked lab sorts them by
+    /// number, so the file's order is no guide).
+    pub fn acl_rule(&self, name: &str, inbound: bool, number: u16) -> Option<Loc> {
+        let (_, acl) = entry(&self.file.as_ref()?.network_acls, name)?;
+        let rules = if inbound { &acl.inbound } else { &acl.outbound };
+        rules
+            .iter()
+            .find(|r| r.value.rule.value.0.trim().parse() == Ok(number))
+            .map(loc)
+    }
+
     /// An instance's `public_ip`, or its name when it does not write one.
     pub fn instance_public_ip(&self, name: &str) -> Option<Loc> {
         let (k, i) = entry(&self.file.as_ref()?.instances, name)?;
@@ -103,5 +114,32 @@ mod tests {
             Some(pos("MyApp-SecurityGroup:", "MyApp"))
         );
         assert_eq!(s.instance_public_ip("nobody"), None);
+    }
+
+    #[test]
+    fn an_acl_rule_is_found_by_its_number_not_its_place() {
+        let text = "region: ap-northeast-2
+vpc: { name: v, cidr: 10.0.0.0/16 }
+subnets: {}
+network_acls:
+  a:
+    inbound:
+      - { rule: 200, protocol: all, source: 0.0.0.0/0, action: allow }
+      - { rule: 100, type: ssh, source: 0.0.0.0/0, action: deny }
+    outbound:
+      - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: allow }
+";
+        let s = Spans::parse(text);
+        assert_eq!(s.acl_rule("a", true, 100), Some(Loc { line: 8, column: 9 }));
+        assert_eq!(s.acl_rule("a", true, 200), Some(Loc { line: 7, column: 9 }));
+        assert_eq!(
+            s.acl_rule("a", false, 100),
+            Some(Loc {
+                line: 10,
+                column: 9
+            })
+        );
+        assert_eq!(s.acl_rule("a", false, 200), None);
+        assert_eq!(s.acl_rule("b", true, 100), None);
     }
 }

@@ -183,10 +183,7 @@ fn render(lab: &str, c: &Checked) -> String {
         }
     );
     for (i, p) in a.path.iter().enumerate() {
-        let kind = match p.direction {
-            Some(d) => format!("{} ({d})", p.component.replace('-', " ")),
-            None => p.component.replace('-', " "),
-        };
+        let kind = p.kind();
         let id = if p.id.is_empty() || p.id == p.name {
             p.name.clone()
         } else {
