@@ -141,7 +141,11 @@ pub fn apply(loaded: &Loaded, dry_run: bool) -> Result<Applied> {
         Ok(())
     })?;
     checkpoint("apply:recorded")?;
-    carry_out(&now, &new_lab, &new_plan, &delta)?;
+    carry_out(&now, &new_lab, &new_plan, &delta).with_context(|| {
+        format!(
+            "apply to lab `{name}` stopped half-way\n  hint: `sudo vpclab repair {name}` completes it from the recorded file"
+        )
+    })?;
     finish(&name, &new_lab, &new_plan)?;
 
     out.applied = out.changes.len();
