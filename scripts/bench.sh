@@ -556,7 +556,7 @@ section_nat() {
     local acl_file=$TMP/handson-acl.yaml
     acl_lab_file "$acl_file"
     say "== nat: iperf3 -c 203.0.113.60 -t $IPERF_SECS -O 1 ${IPERF_PIN_CLIENT[*]} (one TCP stream; server ${IPERF_PIN_SERVER[*]}), app -> example-web"
-    say "   $rounds rounds (3 x --runs, at least 15), each: NAT path, NAT path with ACL, plain chain, direct pair, back to back"
+    say "   $rounds rounds (3 x --runs, at least 15), each: NAT path and NAT path with ACL (in turns: A B / B A), plain chain, direct pair, back to back"
     say "   NAT path:    vpclab up --name benchnat --fabric-only; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
     say "                client: vpclab exec --lab benchnat app -- iperf3 -c 203.0.113.60 ..."
     say "                app -> vpc-router -> my-nat -> vpc-router -> my-igw -> internet -> example-web"
@@ -574,8 +574,14 @@ section_nat() {
     "$BENCH/plain-chain.sh" up || die "plain-chain.sh up failed"
     local nat=() acl=() plain=() direct=() paired=() acl_paired=() a e b c r
     for ((r = 1; r <= rounds; r++)); do
-        a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
-        e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
+        # NAT and NAT with ACL swap places every round, so neither always follows the other
+        if ((r % 2)); then
+            a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
+            e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
+        else
+            e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
+            a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
+        fi
         b=$(iperf_once vpclab-benchchain.web 203.0.113.60 ip netns exec vpclab-benchchain.app) || exit 1
         c=$(iperf_once vpclab-benchdirect.b 10.99.0.2 ip netns exec vpclab-benchdirect.a) || exit 1
         nat+=("$a") acl+=("$e") plain+=("$b") direct+=("$c")
