@@ -16,8 +16,10 @@
 #            (LinuxBridge, no controller)                                    (vpclab >= 5x Mininet)
 #   scaling  the same three contenders at smaller sizes (default 100 and 250 hosts)
 #   nat      iperf3 throughput app -> example-web through the NAT and internet gateways,
-#            alternated with a plain-forwarding chain of the same hops and a direct veth pair
-#                                                                       (NAT path >= 90 % plain)
+#            alternated with the same path in a second lab (benchacl) whose two subnets on it
+#            carry network ACLs of 20 rules each way that the traffic matches only at the last
+#            rule, a plain-forwarding chain of the same hops, and a direct veth pair
+#                                    (NAT path >= 90 % plain; NAT path with ACL >= 90 % NAT path)
 #   apply    vpclab apply on running labs: one security-group rule on labs/scale-1000.yaml (<= 50 ms)
 #            against down + up of the same lab, one instance with sshd and nginx added to the
 #            built-in lab (<= 300 ms), a no-change apply on the 1,000-instance lab (<= 100 ms)
@@ -37,7 +39,7 @@ declare -A SECTION_HELP=(
     [database]="database pair ready time; RTO over 10 failover drills"
     [scale]="1,000-instance lab: vpclab vs plain ip script vs Mininet"
     [scaling]="the same three at smaller sizes (--sizes)"
-    [nat]="iperf3 through the NAT path vs a plain chain vs a direct veth pair"
+    [nat]="iperf3 through the NAT path vs the same with a 20-rule network ACL vs a plain chain vs a direct veth pair"
     [apply]="vpclab apply: a rule change on 1,000 instances vs down+up, one instance added, a no-change apply"
 )
 
@@ -50,7 +52,7 @@ MN_RUNS=""          # Mininet runs at 1,000 hosts (default: min(RUNS, 3); 0 with
 SIZES=""            # sizes for the scaling section
 VPCLAB=${VPCLAB:-}
 
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
     --only) ONLY=$2; shift 2 ;;
@@ -487,46 +489,131 @@ iperf_once() {
     echo "$bps"
 }
 
+# acl_lab_file OUT: labs/handson.yaml plus one network ACL on the two subnets the NAT path
+# crosses (private-2a, where app is; public-2a, where my-nat is), 20 rules each way: the most a
+# direction may have. An ACL is a first-match list evaluated rule by rule, so the worst case for
+# the measurement is traffic that only the last rule matches: rules 100-270 fail on the port,
+# the protocol or the peer; 280 allows HTTP (for a curl check by hand, never iperf3's traffic);
+# 290 allows tcp 1024-65535, which covers iperf3's port 5201 and every reply's ephemeral port
+# (app's 32768-60999 and the ports my-nat's masquerade picks in 1024-65535).
+acl_lab_file() {
+    local out=$1 dir peer rules r n
+    rules=(
+        "type: ssh, PEER: 10.0.0.0/16, action: allow"
+        "protocol: tcp, port: 25, PEER: 0.0.0.0/0, action: deny"
+        "protocol: udp, port: 53, PEER: 0.0.0.0/0, action: allow"
+        "protocol: tcp, port: 110, PEER: 0.0.0.0/0, action: deny"
+        "protocol: tcp, port: 143, PEER: 0.0.0.0/0, action: deny"
+        "type: https, PEER: 0.0.0.0/0, action: allow"
+        "protocol: tcp, port: 465, PEER: 0.0.0.0/0, action: deny"
+        "protocol: tcp, port: 587, PEER: 0.0.0.0/0, action: deny"
+        "protocol: tcp, port: 993, PEER: 0.0.0.0/0, action: deny"
+        "protocol: tcp, port: 995, PEER: 0.0.0.0/0, action: deny"
+        "protocol: all, PEER: 192.0.2.0/24, action: deny"
+        "protocol: all, PEER: 198.18.0.0/15, action: deny"
+        "protocol: all, PEER: 100.64.0.0/10, action: deny"
+        "protocol: all, PEER: 172.16.0.0/12, action: deny"
+        "protocol: all, PEER: 192.168.0.0/16, action: deny"
+        "protocol: all, PEER: 203.0.113.128/25, action: deny"
+        "protocol: udp, port: 1024-65535, PEER: 0.0.0.0/0, action: allow"
+        "protocol: icmp, PEER: 0.0.0.0/0, action: allow"
+        "type: http, PEER: 0.0.0.0/0, action: allow"
+        "protocol: tcp, port: 1024-65535, PEER: 0.0.0.0/0, action: allow"
+    )
+    {
+        printf 'network_acls:\n  bench-acl:\n    subnets: [private-2a, public-2a]\n'
+        for dir in inbound outbound; do
+            [[ $dir == inbound ]] && peer=source || peer=destination
+            printf '    %s:\n' "$dir"
+            n=100
+            for r in "${rules[@]}"; do
+                printf '      - { rule: %d, %s }\n' "$n" "${r/PEER/$peer}"
+                n=$((n + 10))
+            done
+        done
+        printf '\n'
+    } >"$TMP/acl-block.yaml"
+    awk -v block="$TMP/acl-block.yaml" '/^instances:/ { while ((getline l < block) > 0) print l } { print }' \
+        "$ROOT/labs/handson.yaml" >"$out"
+    grep -q '^network_acls:' "$out" || die "could not add a network ACL to labs/handson.yaml"
+}
+
+# acl_counters LAB -> "LAST OTHERS": packets counted by bench-acl's rule 290 and by its rules
+# 100-280, both directions and both subnets, in the lab's router
+acl_counters() {
+    ip netns exec "vpclab-$1.vpc-router" nft list ruleset 2>/dev/null | awk '
+        /network ACL bench-acl (inbound|outbound) rule [0-9]+ / {
+            p = 0; for (i = 1; i <= NF; i++) if ($i == "packets") p = $(i + 1)
+            match($0, /rule [0-9]+ /); n = substr($0, RSTART + 5, RLENGTH - 6) + 0
+            if (n == 290) last += p; else others += p
+        }
+        END { printf "%d %d", last, others }'
+}
+
 section_nat() {
     say ""
     local rounds=$((RUNS * 3 > 15 ? RUNS * 3 : 15))
+    local acl_file=$TMP/handson-acl.yaml
+    acl_lab_file "$acl_file"
     say "== nat: iperf3 -c 203.0.113.60 -t $IPERF_SECS -O 1 ${IPERF_PIN_CLIENT[*]} (one TCP stream; server ${IPERF_PIN_SERVER[*]}), app -> example-web"
-    say "   $rounds rounds (3 x --runs, at least 15), each: NAT path, plain chain, direct pair, back to back"
+    say "   $rounds rounds (3 x --runs, at least 15), each: NAT path and NAT path with ACL (in turns: A B / B A), plain chain, direct pair, back to back"
     say "   NAT path:    vpclab up --name benchnat --fabric-only; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
     say "                client: vpclab exec --lab benchnat app -- iperf3 -c 203.0.113.60 ..."
     say "                app -> vpc-router -> my-nat -> vpc-router -> my-igw -> internet -> example-web"
     say "                (SG input/output chains on app, masquerade on my-nat, stateless 1:1 NAT on my-igw; replies hairpin the same way)"
+    say "   NAT path with ACL: the same in vpclab up --name benchacl --fabric-only FILE, FILE = labs/handson.yaml plus a"
+    say "                network ACL of 20 rules each way on private-2a and public-2a; the measured traffic matches"
+    say "                only the last rule (290: tcp 1024-65535), after 19 that do not match, at each of its 3 ACL crossings each way"
     say "   plain chain: scripts/bench/plain-chain.sh up: the same 7 namespace traversals, 6 veth and 4 bridge"
     say "                crossings each way, same policy routing, no nftables table at all"
     say "   direct pair: one veth pair between two namespaces"
-    LABS_UP+=(benchnat)
+    LABS_UP+=(benchnat benchacl)
     "$VPCLAB" up --name benchnat --fabric-only --quiet || die "vpclab up --name benchnat failed"
+    "$VPCLAB" up --name benchacl --fabric-only "$acl_file" >/dev/null 2>"$TMP/up.err" \
+        || { cat "$TMP/up.err" >&2; die "vpclab up --name benchacl --fabric-only $acl_file failed"; }
     "$BENCH/plain-chain.sh" up || die "plain-chain.sh up failed"
-    local nat=() plain=() direct=() paired=() a b c r
+    local nat=() acl=() plain=() direct=() paired=() acl_paired=() a e b c r
     for ((r = 1; r <= rounds; r++)); do
-        a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
+        # NAT and NAT with ACL swap places every round, so neither always follows the other
+        if ((r % 2)); then
+            a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
+            e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
+        else
+            e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
+            a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
+        fi
         b=$(iperf_once vpclab-benchchain.web 203.0.113.60 ip netns exec vpclab-benchchain.app) || exit 1
         c=$(iperf_once vpclab-benchdirect.b 10.99.0.2 ip netns exec vpclab-benchdirect.a) || exit 1
-        nat+=("$a") plain+=("$b") direct+=("$c") paired+=("$(ratio "$a" "$b")")
-        say "  round $r/$rounds: NAT path $a Gbit/s, plain chain $b Gbit/s, direct pair $c Gbit/s  (NAT / plain ${paired[-1]})"
+        nat+=("$a") acl+=("$e") plain+=("$b") direct+=("$c")
+        paired+=("$(ratio "$a" "$b")") acl_paired+=("$(ratio "$e" "$a")")
+        say "  round $r/$rounds: NAT path $a, with ACL $e, plain chain $b, direct pair $c Gbit/s  (NAT / plain ${paired[-1]}, ACL / NAT ${acl_paired[-1]})"
     done
     # the NAT path really translated: the NAT gateway's masquerade rule counted packets
     local hits
     hits=$(ip netns exec vpclab-benchnat.my-nat nft list table ip vpclab 2>/dev/null |
         awk '/snat to 10.0.0.4:1024-65535 comment .*\(tcp\)/ { for (i = 1; i <= NF; i++) if ($i == "packets") print $(i + 1) }')
     say "  check: my-nat's tcp masquerade rule counted ${hits:-?} new connections"
+    # the ACL path really went through the ACL, and only its last rule matched
+    local last others
+    read -r last others <<<"$(acl_counters benchacl)"
+    say "  check: bench-acl's rule 290 counted $last packets, its rules 100-280 counted $others"
+    ((last > 0 && others == 0)) || die "the measured traffic did not match only the ACL's last rule"
     "$VPCLAB" down benchnat >/dev/null || die "vpclab down benchnat failed"
+    "$VPCLAB" down benchacl >/dev/null || die "vpclab down benchacl failed"
     "$BENCH/plain-chain.sh" down
-    local mn mp md; mn=$(median "${nat[@]}"); mp=$(median "${plain[@]}"); md=$(median "${direct[@]}")
-    local mr; mr=$(median "${paired[@]}")
-    say "  median of $rounds: NAT path $mn, plain chain $mp, direct pair $md Gbit/s"
-    say "  NAT / plain $(ratio "$mn" "$mp"), NAT / direct $(ratio "$mn" "$md"), plain / direct $(ratio "$mp" "$md")"
-    say "  median of the $rounds per-round NAT / plain ratios: $mr"
+    local mn ma mp md; mn=$(median "${nat[@]}"); ma=$(median "${acl[@]}"); mp=$(median "${plain[@]}"); md=$(median "${direct[@]}")
+    local mr mar; mr=$(median "${paired[@]}"); mar=$(median "${acl_paired[@]}")
+    say "  median of $rounds: NAT path $mn, with ACL $ma, plain chain $mp, direct pair $md Gbit/s"
+    say "  NAT / plain $(ratio "$mn" "$mp"), ACL / NAT $(ratio "$ma" "$mn"), NAT / direct $(ratio "$mn" "$md"), plain / direct $(ratio "$mp" "$md")"
+    say "  median of the $rounds per-round ratios: NAT / plain $mr, ACL / NAT $mar"
     record nat "NAT path throughput" "$mn" Gbit/s "$rounds" - "${nat[@]}"
+    record nat "NAT path with a 20-rule ACL throughput" "$ma" Gbit/s "$rounds" - "${acl[@]}"
     record nat "plain chain throughput" "$mp" Gbit/s "$rounds" - "${plain[@]}"
     record nat "direct veth throughput" "$md" Gbit/s "$rounds" - "${direct[@]}"
     record nat "NAT path / plain chain" "$(ratio "$mn" "$mp")" x "$rounds" ">= 0.90"
     record nat "NAT / plain, median of round ratios" "$mr" x "$rounds" - "${paired[@]}"
+    record nat "NAT path with a 20-rule ACL / NAT path" "$(ratio "$ma" "$mn")" x "$rounds" ">= 0.9"
+    record nat "ACL / NAT, median of round ratios" "$mar" x "$rounds" - "${acl_paired[@]}"
     record nat "NAT path / direct pair" "$(ratio "$mn" "$md")" x "$rounds" -
     record nat "plain chain / direct pair" "$(ratio "$mp" "$md")" x "$rounds" -
 }
