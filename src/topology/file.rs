@@ -54,6 +54,15 @@ pub struct LabFile {
 pub struct VpcFile {
     pub name: S<String>,
     pub cidr: S<Scalar>,
+    pub flow_logs: Option<FlowLogsFile>,
+}
+
+/// `flow_logs: { interval: 60, format: default }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogsFile {
+    pub interval: Option<S<Scalar>>,
+    pub format: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,6 +37,16 @@ pub struct Lab {
 pub struct Vpc {
     pub name: String,
     pub cidr: Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
+}
+
+/// A flow log on the VPC: every instance's network interface, in AWS's default format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FlowLogs {
+    /// The aggregation interval: AWS offers 60 and 600 seconds; anything shorter is a
+    /// lab-only choice so a test or a learner need not wait a minute.
+    pub interval_secs: u64,
 }
 
 impl Vpc {

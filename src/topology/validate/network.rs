@@ -2,8 +2,8 @@
 
 use super::{NameTable, NodeDef, Validator, loc, quoted_list};
 use crate::topology::aws::{is_rfc1918, overlaps, special_block};
-use crate::topology::file::{LabFile, S, Scalar};
-use crate::topology::model::{Route, RouteTable, RouteTarget, Subnet, Vpc};
+use crate::topology::file::{FlowLogsFile, LabFile, S, Scalar};
+use crate::topology::model::{FlowLogs, Route, RouteTable, RouteTarget, Subnet, Vpc};
 use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -128,8 +128,36 @@ impl Validator {
         let vpc = Vpc {
             name: f.vpc.name.value.clone(),
             cidr: vpc_cidr.unwrap_or(STAND_IN_VPC_CIDR),
+            flow_logs: f.vpc.flow_logs.as_ref().map(|fl| self.flow_logs(fl)),
         };
         (vpc, vpc_cidr)
+    }
+
+    /// AWS aggregates flow records over 60 or 600 seconds (600 when unset); a shorter
+    /// interval is accepted as a lab-only choice. Only the default format is written.
+    fn flow_logs(&mut self, f: &FlowLogsFile) -> FlowLogs {
+        let mut interval_secs = 600;
+        if let Some(i) = &f.interval {
+            let text = i.value.0.trim();
+            match text.parse::<u64>() {
+                Ok(n) if (1..=60).contains(&n) || n == 600 => interval_secs = n,
+                _ => self.err(
+                    loc(i),
+                    format!("flow log interval `{text}` is not 60 or 600 seconds"),
+                    "AWS aggregates over 60 or 600 seconds; a lab may also use 1 to 59",
+                ),
+            }
+        }
+        if let Some(format) = &f.format
+            && format.value != "default"
+        {
+            self.err(
+                loc(format),
+                format!("unknown flow log format `{}`", format.value),
+                "only `format: default` (AWS's version 2 fields) is supported",
+            );
+        }
+        FlowLogs { interval_secs }
     }
 
     fn public_ip_pool(&mut self, f: &LabFile, vpc_cidr: Option<Ipv4Net>) -> Option<Ipv4Net> {
