@@ -259,3 +259,31 @@ fn the_log_file_is_aws_text_with_the_header_first_and_fourteen_fields() {
     assert_eq!(printed.lines().next(), Some(HEADER));
     assert!(printed.lines().count() >= 2, "{printed}");
 }
+
+#[test]
+fn a_flow_log_on_the_instance_alone_logs_its_interface_at_its_own_interval() {
+    require_root!();
+    let yaml = std::fs::read_to_string(FILE)
+        .unwrap()
+        .replace("  flow_logs: { interval: 2, format: default }\n", "")
+        .replace(
+            "    services: [ssh, http]\n",
+            "    services: [ssh, http]\n    flow_logs: { interval: 1 }\n",
+        );
+    assert!(yaml.contains("interval: 1") && !yaml.contains("interval: 2"));
+    let file = std::env::temp_dir().join("t-fl-levels.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let lab = Lab::up(Some(file.to_str().unwrap()), "t-fl-levels");
+    let o = lab.exec(
+        "my-laptop",
+        &["ping", "-c", "2", "-i", "0.2", "-q", "198.51.100.10"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let r = wait_for_interval_after(&lab, now() + 1);
+    assert!(
+        r.iter()
+            .all(|r| r["end"].as_u64().unwrap() - r["start"].as_u64().unwrap() == 1),
+        "{r:?}"
+    );
+    assert_eq!(total(&r, "ACCEPT", LAPTOP, WEB, 1, None), (2, 168), "{r:?}");
+}

@@ -32,9 +32,14 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let r = lab::running(a.name.as_deref())?;
     let lab = r.lab.name.clone();
-    if r.lab.vpc.flow_logs.is_none() {
+    if !r
+        .lab
+        .instances
+        .iter()
+        .any(|i| r.lab.flow_logs_of(i).is_some())
+    {
         bail!(
-            "lab `{lab}` has no flow logs; add `flow_logs: {{ interval: 60 }}` to its `vpc` and run `vpclab apply` or `up` again"
+            "lab `{lab}` has no flow logs; add `flow_logs: {{ interval: 60 }}` to its `vpc`, a subnet or an instance, and `up` it again"
         );
     }
     let wanted = match (&a.eni, &a.instance) {

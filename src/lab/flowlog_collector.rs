@@ -7,10 +7,10 @@ use super::{running, state};
 use crate::kernel::{flow, netns};
 use crate::plan::{aws_id, flowlogs::counting_ruleset, namespace_name};
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The directory of a lab's flow logs.
 pub fn dir(lab: &str) -> PathBuf {
@@ -22,38 +22,63 @@ pub fn interface_id(lab: &str, instance: &str) -> String {
     aws_id("eni", lab, instance)
 }
 
-/// Starts the collector thread when the lab asks for flow logs.
+/// Starts a collector thread for each aggregation interval the lab's flow logs use.
 pub fn start(lab: &str) -> Result<()> {
     let r = running(Some(lab))?;
-    let Some(fl) = r.lab.vpc.flow_logs else {
-        return Ok(());
-    };
-    let lab = lab.to_string();
-    let interval = Duration::from_secs(fl.interval_secs);
-    std::thread::Builder::new()
-        .name("flow-logs".into())
-        .spawn(move || {
-            let mut logs: HashMap<String, InterfaceLog> = HashMap::new();
-            let mut start = state::now();
-            // The first pass installs the tables and takes the baselines; it logs nothing.
-            collect(&lab, &mut logs, None);
-            loop {
-                std::thread::sleep(interval);
-                let end = state::now();
-                collect(&lab, &mut logs, Some((start, end)));
-                start = end;
-            }
-        })
-        .context("start the flow-log collector")?;
+    let intervals: BTreeSet<u64> = r
+        .lab
+        .instances
+        .iter()
+        .filter_map(|i| r.lab.flow_logs_of(i))
+        .map(|f| f.interval_secs)
+        .collect();
+    for secs in intervals {
+        let lab = lab.to_string();
+        std::thread::Builder::new()
+            .name(format!("flow-logs-{secs}s"))
+            .spawn(move || {
+                let mut logs: HashMap<String, InterfaceLog> = HashMap::new();
+                let mut start = state::now();
+                // The first pass installs the tables and takes the baselines; it logs nothing.
+                collect(&lab, secs, &mut logs, None);
+                // Intervals follow each other exactly, ending on whole seconds, however
+                // long a collection takes.
+                loop {
+                    let end = start + secs;
+                    std::thread::sleep(until(end));
+                    collect(&lab, secs, &mut logs, Some((start, end)));
+                    start = end;
+                }
+            })
+            .context("start the flow-log collector")?;
+    }
     Ok(())
 }
 
-/// Lists every running instance's counters and, for `span`, writes its records.
-fn collect(lab: &str, logs: &mut HashMap<String, InterfaceLog>, span: Option<(u64, u64)>) {
+/// How long until the Unix time `at` (seconds).
+fn until(at: u64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Duration::from_secs(at).saturating_sub(now)
+}
+
+/// Lists the counters of every running instance whose flow log aggregates over `secs`
+/// and, for `span`, writes its records.
+fn collect(
+    lab: &str,
+    secs: u64,
+    logs: &mut HashMap<String, InterfaceLog>,
+    span: Option<(u64, u64)>,
+) {
     let Ok(r) = running(Some(lab)) else { return };
     let ruleset = counting_ruleset();
     for i in &r.lab.instances {
-        if r.state.runtime.stopped.contains(&i.name) {
+        let logged = r
+            .lab
+            .flow_logs_of(i)
+            .is_some_and(|f| f.interval_secs == secs);
+        if !logged || r.state.runtime.stopped.contains(&i.name) {
             continue;
         }
         let listing = netns::open(&namespace_name(lab, &i.name)).and_then(|ns| {

@@ -57,7 +57,7 @@ pub struct VpcFile {
     pub flow_logs: Option<FlowLogsFile>,
 }
 
-/// `flow_logs: { interval: 60, format: default }`.
+/// `flow_logs: { interval: 60, format: default }`, on the VPC, a subnet or an instance.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowLogsFile {
@@ -71,6 +71,7 @@ pub struct SubnetFile {
     pub az: S<String>,
     pub cidr: S<Scalar>,
     pub route_table: Option<S<String>>,
+    pub flow_logs: Option<FlowLogsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -143,6 +144,7 @@ pub struct InstanceFile {
     pub security_groups: Vec<S<String>>,
     #[serde(default)]
     pub services: Vec<S<String>>,
+    pub flow_logs: Option<FlowLogsFile>,
 }
 
 #[derive(Debug, Deserialize)]

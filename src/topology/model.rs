@@ -41,7 +41,8 @@ pub struct Vpc {
     pub flow_logs: Option<FlowLogs>,
 }
 
-/// A flow log on the VPC: every instance's network interface, in AWS's default format.
+/// A flow log, in AWS's default format, of every instance's network interface in the VPC
+/// or a subnet, or of one instance's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlowLogs {
     /// The aggregation interval: AWS offers 60 and 600 seconds; anything shorter is a
@@ -65,6 +66,8 @@ pub struct Subnet {
     pub route_table: usize,
     /// Its route table sends 0.0.0.0/0 to the internet gateway.
     pub public: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
 }
 
 impl Subnet {
@@ -248,6 +251,8 @@ pub struct Instance {
     pub key_pair: Option<String>,
     pub security_groups: Vec<usize>,
     pub services: Vec<Service>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -436,6 +441,14 @@ pub enum NodeRef<'a> {
 impl Lab {
     pub fn instance(&self, name: &str) -> Option<&Instance> {
         self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// The flow log that covers an instance's interface: its own, else its subnet's, else
+    /// the VPC's. (AWS would keep one log per level; the lab keeps the closest one.)
+    pub fn flow_logs_of(&self, i: &Instance) -> Option<FlowLogs> {
+        i.flow_logs
+            .or(self.subnets[i.subnet].flow_logs)
+            .or(self.vpc.flow_logs)
     }
 
     pub fn database(&self, name: &str) -> Option<&Database> {

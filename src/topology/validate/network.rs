@@ -135,7 +135,7 @@ impl Validator {
 
     /// AWS aggregates flow records over 60 or 600 seconds (600 when unset); a shorter
     /// interval is accepted as a lab-only choice. Only the default format is written.
-    fn flow_logs(&mut self, f: &FlowLogsFile) -> FlowLogs {
+    pub(super) fn flow_logs(&mut self, f: &FlowLogsFile) -> FlowLogs {
         let mut interval_secs = 600;
         if let Some(i) = &f.interval {
             let text = i.value.0.trim();
@@ -363,6 +363,7 @@ impl Validator {
                 cidr,
                 route_table,
                 public,
+                flow_logs: s.flow_logs.as_ref().map(|fl| self.flow_logs(fl)),
             });
         }
         if f.subnets.is_empty() {
@@ -422,6 +423,57 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use crate::topology::{FlowLogs, Source, check};
+
+    #[test]
+    fn the_closest_flow_log_covers_an_instance_and_600_seconds_is_the_default() {
+        let text = edit(
+            "  cidr: 10.0.0.0/16\n",
+            "  cidr: 10.0.0.0/16\n  flow_logs: {}\n",
+        )
+        .replacen(
+            "route_table: public }",
+            "route_table: public, flow_logs: { interval: 60 } }",
+            1,
+        )
+        .replacen("  app:\n", "  app:\n    flow_logs: { interval: 5 }\n", 1);
+        let (lab, d) = check(&text, &Source::Builtin, None);
+        let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
+        let of = |name: &str| lab.flow_logs_of(lab.instance(name).unwrap());
+        // web is in public-2c, which has no flow log of its own: the VPC's.
+        assert_eq!(of("web"), Some(FlowLogs { interval_secs: 600 }));
+        assert_eq!(of("app"), Some(FlowLogs { interval_secs: 5 }));
+        assert_eq!(
+            lab.subnets[0].flow_logs,
+            Some(FlowLogs { interval_secs: 60 })
+        );
+        let none = check(crate::topology::BUILTIN_YAML, &Source::Builtin, None)
+            .0
+            .unwrap();
+        assert_eq!(none.flow_logs_of(&none.instances[0]), None);
+    }
+
+    #[test]
+    fn a_flow_log_interval_aws_does_not_offer_is_an_error_and_under_60_is_not() {
+        for bad in ["0", "61", "3600", "fast"] {
+            let text = edit(
+                "  cidr: 10.0.0.0/16\n",
+                &format!("  cidr: 10.0.0.0/16\n  flow_logs: {{ interval: {bad} }}\n"),
+            );
+            let (_, _, msg) = one_error(&text);
+            assert_eq!(
+                msg,
+                format!("flow log interval `{bad}` is not 60 or 600 seconds")
+            );
+        }
+        for good in ["1", "59", "60", "600"] {
+            let text = edit(
+                "  cidr: 10.0.0.0/16\n",
+                &format!("  cidr: 10.0.0.0/16\n  flow_logs: {{ interval: {good} }}\n"),
+            );
+            assert!(errors(&text).is_empty(), "{good}");
+        }
+    }
 
     #[test]
     fn a_vpc_of_the_wrong_size_or_range_is_reported_once() {
