@@ -261,14 +261,14 @@ fn the_log_file_is_aws_text_with_the_header_first_and_fourteen_fields() {
 }
 
 #[test]
-fn a_flow_log_on_the_instance_alone_logs_its_interface_at_its_own_interval() {
+fn a_flow_log_on_the_subnet_alone_logs_its_instances_at_its_own_interval() {
     require_root!();
     let yaml = std::fs::read_to_string(FILE)
         .unwrap()
         .replace("  flow_logs: { interval: 2, format: default }\n", "")
         .replace(
-            "    services: [ssh, http]\n",
-            "    services: [ssh, http]\n    flow_logs: { interval: 1 }\n",
+            "route_table: public }",
+            "route_table: public, flow_logs: { interval: 1 } }",
         );
     assert!(yaml.contains("interval: 1") && !yaml.contains("interval: 2"));
     let file = std::env::temp_dir().join("t-fl-levels.yaml");

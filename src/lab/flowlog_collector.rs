@@ -34,13 +34,15 @@ pub fn start(lab: &str) -> Result<()> {
         .collect();
     for secs in intervals {
         let lab = lab.to_string();
+        let mut logs: HashMap<String, InterfaceLog> = HashMap::new();
+        let mut start = state::now();
+        // The first pass installs the tables and takes the baselines; it logs nothing. It
+        // runs before the supervisor answers `up`, so nothing the lab carries once it is up
+        // goes uncounted.
+        collect(&lab, secs, &mut logs, None);
         std::thread::Builder::new()
             .name(format!("flow-logs-{secs}s"))
             .spawn(move || {
-                let mut logs: HashMap<String, InterfaceLog> = HashMap::new();
-                let mut start = state::now();
-                // The first pass installs the tables and takes the baselines; it logs nothing.
-                collect(&lab, secs, &mut logs, None);
                 // Intervals follow each other exactly, ending on whole seconds, however
                 // long a collection takes.
                 loop {

@@ -42,7 +42,7 @@ pub struct Vpc {
 }
 
 /// A flow log, in AWS's default format, of every instance's network interface in the VPC
-/// or a subnet, or of one instance's.
+/// or a subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FlowLogs {
     /// The aggregation interval: AWS offers 60 and 600 seconds; anything shorter is a
@@ -251,8 +251,6 @@ pub struct Instance {
     pub key_pair: Option<String>,
     pub security_groups: Vec<usize>,
     pub services: Vec<Service>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub flow_logs: Option<FlowLogs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -443,12 +441,10 @@ impl Lab {
         self.instances.iter().find(|i| i.name == name)
     }
 
-    /// The flow log that covers an instance's interface: its own, else its subnet's, else
-    /// the VPC's. (AWS would keep one log per level; the lab keeps the closest one.)
+    /// The flow log that covers an instance's interface: its subnet's, else the VPC's.
+    /// (AWS would keep one log per level; the lab keeps the closest one.)
     pub fn flow_logs_of(&self, i: &Instance) -> Option<FlowLogs> {
-        i.flow_logs
-            .or(self.subnets[i.subnet].flow_logs)
-            .or(self.vpc.flow_logs)
+        self.subnets[i.subnet].flow_logs.or(self.vpc.flow_logs)
     }
 
     pub fn database(&self, name: &str) -> Option<&Database> {

@@ -426,7 +426,7 @@ mod tests {
     use crate::topology::{FlowLogs, Source, check};
 
     #[test]
-    fn the_closest_flow_log_covers_an_instance_and_600_seconds_is_the_default() {
+    fn a_subnet_flow_log_covers_its_instances_over_the_vpc_one_and_600_seconds_is_the_default() {
         let text = edit(
             "  cidr: 10.0.0.0/16\n",
             "  cidr: 10.0.0.0/16\n  flow_logs: {}\n",
@@ -436,7 +436,11 @@ mod tests {
             "route_table: public, flow_logs: { interval: 60 } }",
             1,
         )
-        .replacen("  app:\n", "  app:\n    flow_logs: { interval: 5 }\n", 1);
+        .replacen(
+            "cidr: 10.0.1.0/24, route_table: private }",
+            "cidr: 10.0.1.0/24, route_table: private, flow_logs: { interval: 5 } }",
+            1,
+        );
         let (lab, d) = check(&text, &Source::Builtin, None);
         let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
         let of = |name: &str| lab.flow_logs_of(lab.instance(name).unwrap());
