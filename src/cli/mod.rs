@@ -8,6 +8,7 @@ mod down;
 mod drill;
 mod drill_writer;
 mod exec;
+mod flowlogs;
 mod instance;
 mod ls;
 mod nat_table;
@@ -97,6 +98,7 @@ enum Command {
     /// Check the lab against AWS Security Hub's controls (EC2.2, EC2.9, EC2.13, EC2.18,
     /// EC2.19, RDS.2, RDS.5) and what the internet can reach; exit 1 on a critical or high finding
     Audit(audit::Args),
+    FlowLogs(flowlogs::Args),
 }
 
 pub fn run() -> ExitCode {
@@ -125,6 +127,7 @@ pub fn run() -> ExitCode {
         Command::NatTable(a) => nat_table::run(a),
         Command::Reach(a) => reach::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::FlowLogs(a) => flowlogs::run(a),
     };
     match result {
         Ok(code) => code,

@@ -12,6 +12,7 @@ pub mod edit;
 pub mod enter;
 #[cfg(test)]
 mod fake;
+pub mod flow;
 pub mod libnft;
 pub mod lock;
 pub mod netlink;

@@ -6,6 +6,8 @@ pub mod apply;
 pub mod control;
 pub mod database;
 pub mod down;
+pub mod flowlog_collector;
+pub mod flowlogs;
 pub mod hosts;
 pub mod instance;
 pub mod progress;

@@ -302,6 +302,7 @@ pub fn run(lab: &str) -> Result<()> {
         for d in monitored {
             start_monitor(&r, &d.name, db_ops.clone())?;
         }
+        super::flowlog_collector::start(lab)?;
         // Before the control socket: once `up` gets an answer, the pair is whole.
         let standby = keep_a_standby(lab)?;
         let sock = control::socket_path(lab);

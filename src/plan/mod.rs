@@ -13,6 +13,7 @@
 
 pub mod dns;
 pub mod firewall;
+pub mod flowlogs;
 pub mod names;
 pub mod network;
 pub mod show;

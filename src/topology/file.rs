@@ -54,6 +54,15 @@ pub struct LabFile {
 pub struct VpcFile {
     pub name: S<String>,
     pub cidr: S<Scalar>,
+    pub flow_logs: Option<FlowLogsFile>,
+}
+
+/// `flow_logs: { interval: 60, format: default }`, on the VPC or a subnet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowLogsFile {
+    pub interval: Option<S<Scalar>>,
+    pub format: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +71,7 @@ pub struct SubnetFile {
     pub az: S<String>,
     pub cidr: S<Scalar>,
     pub route_table: Option<S<String>>,
+    pub flow_logs: Option<FlowLogsFile>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -37,6 +37,17 @@ pub struct Lab {
 pub struct Vpc {
     pub name: String,
     pub cidr: Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
+}
+
+/// A flow log, in AWS's default format, of every instance's network interface in the VPC
+/// or a subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FlowLogs {
+    /// The aggregation interval: AWS offers 60 and 600 seconds; anything shorter is a
+    /// lab-only choice so a test or a learner need not wait a minute.
+    pub interval_secs: u64,
 }
 
 impl Vpc {
@@ -55,6 +66,8 @@ pub struct Subnet {
     pub route_table: usize,
     /// Its route table sends 0.0.0.0/0 to the internet gateway.
     pub public: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
 }
 
 impl Subnet {
@@ -426,6 +439,12 @@ pub enum NodeRef<'a> {
 impl Lab {
     pub fn instance(&self, name: &str) -> Option<&Instance> {
         self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// The flow log that covers an instance's interface: its subnet's, else the VPC's.
+    /// (AWS would keep one log per level; the lab keeps the closest one.)
+    pub fn flow_logs_of(&self, i: &Instance) -> Option<FlowLogs> {
+        self.subnets[i.subnet].flow_logs.or(self.vpc.flow_logs)
     }
 
     pub fn database(&self, name: &str) -> Option<&Database> {

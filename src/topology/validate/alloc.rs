@@ -149,6 +149,7 @@ mod tests {
             cidr: cidr.parse().unwrap(),
             route_table: 0,
             public: false,
+            flow_logs: None,
         }
     }
 

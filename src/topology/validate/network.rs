@@ -2,8 +2,8 @@
 
 use super::{NameTable, NodeDef, Validator, loc, quoted_list};
 use crate::topology::aws::{is_rfc1918, overlaps, special_block};
-use crate::topology::file::{LabFile, S, Scalar};
-use crate::topology::model::{Route, RouteTable, RouteTarget, Subnet, Vpc};
+use crate::topology::file::{FlowLogsFile, LabFile, S, Scalar};
+use crate::topology::model::{FlowLogs, Route, RouteTable, RouteTarget, Subnet, Vpc};
 use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
@@ -128,8 +128,36 @@ impl Validator {
         let vpc = Vpc {
             name: f.vpc.name.value.clone(),
             cidr: vpc_cidr.unwrap_or(STAND_IN_VPC_CIDR),
+            flow_logs: f.vpc.flow_logs.as_ref().map(|fl| self.flow_logs(fl)),
         };
         (vpc, vpc_cidr)
+    }
+
+    /// AWS aggregates flow records over 60 or 600 seconds (600 when unset); a shorter
+    /// interval is accepted as a lab-only choice. Only the default format is written.
+    pub(super) fn flow_logs(&mut self, f: &FlowLogsFile) -> FlowLogs {
+        let mut interval_secs = 600;
+        if let Some(i) = &f.interval {
+            let text = i.value.0.trim();
+            match text.parse::<u64>() {
+                Ok(n) if (1..=60).contains(&n) || n == 600 => interval_secs = n,
+                _ => self.err(
+                    loc(i),
+                    format!("flow log interval `{text}` is not 60 or 600 seconds"),
+                    "AWS aggregates over 60 or 600 seconds; a lab may also use 1 to 59",
+                ),
+            }
+        }
+        if let Some(format) = &f.format
+            && format.value != "default"
+        {
+            self.err(
+                loc(format),
+                format!("unknown flow log format `{}`", format.value),
+                "only `format: default` (AWS's version 2 fields) is supported",
+            );
+        }
+        FlowLogs { interval_secs }
     }
 
     fn public_ip_pool(&mut self, f: &LabFile, vpc_cidr: Option<Ipv4Net>) -> Option<Ipv4Net> {
@@ -335,6 +363,7 @@ impl Validator {
                 cidr,
                 route_table,
                 public,
+                flow_logs: s.flow_logs.as_ref().map(|fl| self.flow_logs(fl)),
             });
         }
         if f.subnets.is_empty() {
@@ -394,6 +423,61 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use crate::topology::{FlowLogs, Source, check};
+
+    #[test]
+    fn a_subnet_flow_log_covers_its_instances_over_the_vpc_one_and_600_seconds_is_the_default() {
+        let text = edit(
+            "  cidr: 10.0.0.0/16\n",
+            "  cidr: 10.0.0.0/16\n  flow_logs: {}\n",
+        )
+        .replacen(
+            "route_table: public }",
+            "route_table: public, flow_logs: { interval: 60 } }",
+            1,
+        )
+        .replacen(
+            "cidr: 10.0.1.0/24, route_table: private }",
+            "cidr: 10.0.1.0/24, route_table: private, flow_logs: { interval: 5 } }",
+            1,
+        );
+        let (lab, d) = check(&text, &Source::Builtin, None);
+        let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
+        let of = |name: &str| lab.flow_logs_of(lab.instance(name).unwrap());
+        // web is in public-2c, which has no flow log of its own: the VPC's.
+        assert_eq!(of("web"), Some(FlowLogs { interval_secs: 600 }));
+        assert_eq!(of("app"), Some(FlowLogs { interval_secs: 5 }));
+        assert_eq!(
+            lab.subnets[0].flow_logs,
+            Some(FlowLogs { interval_secs: 60 })
+        );
+        let none = check(crate::topology::BUILTIN_YAML, &Source::Builtin, None)
+            .0
+            .unwrap();
+        assert_eq!(none.flow_logs_of(&none.instances[0]), None);
+    }
+
+    #[test]
+    fn a_flow_log_interval_aws_does_not_offer_is_an_error_and_under_60_is_not() {
+        for bad in ["0", "61", "3600", "fast"] {
+            let text = edit(
+                "  cidr: 10.0.0.0/16\n",
+                &format!("  cidr: 10.0.0.0/16\n  flow_logs: {{ interval: {bad} }}\n"),
+            );
+            let (_, _, msg) = one_error(&text);
+            assert_eq!(
+                msg,
+                format!("flow log interval `{bad}` is not 60 or 600 seconds")
+            );
+        }
+        for good in ["1", "59", "60", "600"] {
+            let text = edit(
+                "  cidr: 10.0.0.0/16\n",
+                &format!("  cidr: 10.0.0.0/16\n  flow_logs: {{ interval: {good} }}\n"),
+            );
+            assert!(errors(&text).is_empty(), "{good}");
+        }
+    }
 
     #[test]
     fn a_vpc_of_the_wrong_size_or_range_is_reported_once() {
