@@ -236,14 +236,18 @@ fn t_rc_a_removed_rule_and_a_stopped_instance_change_the_code_as_the_packets_do(
 #[test]
 fn t_rc_every_test_lab_agrees_with_real_packets() {
     require_root!();
-    for (file, name) in [
-        ("tests/labs/elastic-and-auto.yaml", "t-rc4"),
-        ("tests/labs/nat-per-az.yaml", "t-rc5"),
-        ("tests/labs/public-ip-private-subnet.yaml", "t-rc6"),
-        ("tests/labs/wrong-expectation.yaml", "t-rc7"),
-        ("tests/labs/acl-nat.yaml", "t-rc9"),
-    ] {
-        let lab = Lab::up(Some(file), name);
+    // Every file there, so a lab added to the tests is checked too.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/labs");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    for (i, file) in files.iter().enumerate() {
+        let lab = Lab::up(Some(file), &format!("t-rcl{i}"));
         let v = all_agree(&lab);
         eprintln!("{file}: {} of {} cells agree", v["agree"], v["total"]);
     }
