@@ -132,30 +132,13 @@ impl Validator {
             }
         };
         let traffic = self.rule_traffic(&rv.kind, &rv.protocol, &rv.port, r.referenced);
-        let (peer_field, wrong_field, field_name, wrong_name) = if inbound {
-            (&rv.source, &rv.destination, "source", "destination")
-        } else {
-            (&rv.destination, &rv.source, "destination", "source")
-        };
-        if let Some(w) = wrong_field {
-            self.err(
-                loc(w),
-                format!(
-                    "an {} rule has a `{field_name}`, not a `{wrong_name}`",
-                    if inbound { "inbound" } else { "outbound" }
-                ),
-                format!("rename `{wrong_name}` to `{field_name}`"),
-            );
-            return None;
-        }
-        let Some(peer_s) = peer_field else {
-            self.err(
-                r.referenced,
-                format!("the rule has no `{field_name}`"),
-                format!("add `{field_name}:` with a CIDR (0.0.0.0/0 for anywhere)"),
-            );
-            return None;
-        };
+        let field_name = if inbound { "source" } else { "destination" };
+        let peer_s = self.rule_peer(
+            (&rv.source, &rv.destination),
+            inbound,
+            r.referenced,
+            "a CIDR (0.0.0.0/0 for anywhere)",
+        )?;
         if !peer_s.value.contains('/') {
             let hint = if peer_s.value.parse::<std::net::Ipv4Addr>().is_ok() {
                 format!("write `{}/32` for one address", peer_s.value)

@@ -91,30 +91,13 @@ impl Validator {
         let rv = &r.value;
         let (protocol, ports, label) =
             self.rule_traffic(&rv.kind, &rv.protocol, &rv.port, r.referenced)?;
-        let (peer_field, wrong_field, field_name, wrong_name) = if inbound {
-            (&rv.source, &rv.destination, "source", "destination")
-        } else {
-            (&rv.destination, &rv.source, "destination", "source")
-        };
-        if let Some(w) = wrong_field {
-            self.err(
-                loc(w),
-                format!(
-                    "an {} rule has a `{field_name}`, not a `{wrong_name}`",
-                    if inbound { "inbound" } else { "outbound" }
-                ),
-                format!("rename `{wrong_name}` to `{field_name}`"),
-            );
-            return None;
-        }
-        let Some(peer_s) = peer_field else {
-            self.err(
-                r.referenced,
-                format!("the rule has no `{field_name}`"),
-                format!("add `{field_name}:` with a CIDR (0.0.0.0/0 for anywhere), `my-ip`, or a security group name"),
-            );
-            return None;
-        };
+        let field_name = if inbound { "source" } else { "destination" };
+        let peer_s = self.rule_peer(
+            (&rv.source, &rv.destination),
+            inbound,
+            r.referenced,
+            "a CIDR (0.0.0.0/0 for anywhere), `my-ip`, or a security group name",
+        )?;
         let peer = if peer_s.value == "my-ip" {
             match my_ip {
                 Some(ip) => Peer::MyIp(ip),
@@ -162,6 +145,43 @@ impl Validator {
             label,
             description: rv.description.clone(),
         })
+    }
+
+    /// The rule's other end: `source` for an inbound rule, `destination` for an outbound one
+    /// (shared by security-group and network ACL rules). `at` is the rule, `accepted` what the
+    /// field may hold, for the hint when it is missing.
+    pub(super) fn rule_peer<'a>(
+        &mut self,
+        (source, destination): (&'a Option<S<String>>, &'a Option<S<String>>),
+        inbound: bool,
+        at: Location,
+        accepted: &str,
+    ) -> Option<&'a S<String>> {
+        let (peer_field, wrong_field, field_name, wrong_name) = if inbound {
+            (source, destination, "source", "destination")
+        } else {
+            (destination, source, "destination", "source")
+        };
+        if let Some(w) = wrong_field {
+            self.err(
+                loc(w),
+                format!(
+                    "an {} rule has a `{field_name}`, not a `{wrong_name}`",
+                    if inbound { "inbound" } else { "outbound" }
+                ),
+                format!("rename `{wrong_name}` to `{field_name}`"),
+            );
+            return None;
+        }
+        let Some(peer) = peer_field else {
+            self.err(
+                at,
+                format!("the rule has no `{field_name}`"),
+                format!("add `{field_name}:` with {accepted}"),
+            );
+            return None;
+        };
+        Some(peer)
     }
 
     /// What a rule matches, written as a console `type` or as `protocol` with `port`:
