@@ -3,36 +3,13 @@
 
 mod common;
 
-use common::{Lab, text, vpclab};
+use common::{Files, Lab, text, vpclab};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 const BUILTIN: &str = include_str!("../labs/handson.yaml");
-
-/// A folder for this test's lab files, removed at the end.
-struct Files(PathBuf);
-
-impl Files {
-    fn new(name: &str) -> Files {
-        let d = std::env::temp_dir().join(format!("vpclab-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Files(d)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn apply(lab: &Lab, file: &Path, extra: &[&str]) -> Output {
     vpclab()

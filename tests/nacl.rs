@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{Lab, text, vpclab};
+use common::{Files, Lab, text, vpclab};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Three subnets: `public-2a` (web, bastion) gets the ACL under test; `private-2a` (app)
@@ -41,29 +41,6 @@ ACL";
 /// The test lab with `acl` (a `network_acls:` section, or nothing) in it.
 fn lab_text(acl: &str) -> String {
     LAB.replace("ACL", acl)
-}
-
-/// A folder for this test's lab files, removed at the end.
-struct Files(PathBuf);
-
-impl Files {
-    fn new(name: &str) -> Files {
-        let d = std::env::temp_dir().join(format!("vpclab-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        Files(d)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Files {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn up(files: &Files, name: &str, acl: &str) -> Lab {

@@ -171,3 +171,26 @@ pub fn leftovers(lab: &str) -> Vec<String> {
     }
     out
 }
+
+/// A folder for this test's lab files, removed at the end.
+pub struct Files(std::path::PathBuf);
+
+impl Files {
+    pub fn new(name: &str) -> Files {
+        let d = std::env::temp_dir().join(format!("vpclab-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        Files(d)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> std::path::PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
