@@ -3,7 +3,6 @@
 
 use crate::plan::flowlogs::TABLE;
 use anyhow::{Context, Result, bail};
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 /// Installs the counting table unless it is there already: a supervisor that takes over
@@ -19,27 +18,7 @@ pub fn ensure_here(ruleset: &str) -> Result<()> {
     if present {
         return Ok(());
     }
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("run nft (is the nftables package installed?)")?;
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(ruleset.as_bytes())
-        .context("send the flow-log table to nft")?;
-    let out = child.wait_with_output().context("wait for nft")?;
-    if !out.status.success() {
-        bail!(
-            "nft rejected the flow-log table: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    super::nft::feed_nft(&["-f", "-"], ruleset.as_bytes(), "the flow-log table")
 }
 
 /// The counting table with every set's elements and counters, as `nft -j` lists it.

@@ -288,8 +288,14 @@ fn run_nft(batch: &Nftables) -> Result<()> {
         return super::libnft::run(&json);
     }
     let payload = serde_json::to_vec(batch).expect("nftables JSON serializes");
+    feed_nft(&["-j", "-f", "-"], &payload, "the ruleset")
+}
+
+/// Runs `nft ARGS` (in the calling thread's namespace, which the child inherits) with
+/// `payload` on its standard input; `what` names the payload in errors.
+pub(super) fn feed_nft(args: &[&str], payload: &[u8], what: &str) -> Result<()> {
     let mut child = Command::new("nft")
-        .args(["-j", "-f", "-"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -299,12 +305,12 @@ fn run_nft(batch: &Nftables) -> Result<()> {
         .stdin
         .take()
         .expect("stdin is piped")
-        .write_all(&payload)
-        .context("send the ruleset to nft")?;
+        .write_all(payload)
+        .with_context(|| format!("send {what} to nft"))?;
     let out = child.wait_with_output().context("wait for nft")?;
     if !out.status.success() {
         bail!(
-            "nft rejected the ruleset: {}",
+            "nft rejected {what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
