@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::topology::testing::{builtin, lab_from};
 use crate::topology::{BUILTIN_YAML, Lab};
