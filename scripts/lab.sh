@@ -44,6 +44,9 @@ Try this next (the write-up's hands-on, for real):
   sudo vpclab reboot my-database --failover             # then nslookup again: the other AZ
   sudo vpclab trace app example-web --port 80           # the NAT gateway's 7 steps, from real packets
   sudo vpclab drill failover                            # RTO and lost writes, measured
+  cp labs/handson.yaml my-lab.yaml                      # edit it (a rule, an instance, a route), then:
+  sudo vpclab apply my-lab.yaml                         # only the difference, live
+  vpclab reach stranger web --port 22                   # why a path is blocked, AWS's way
   vpclab diagram -o handson.svg                         # the architecture picture
   sudo vpclab down                                      # remove it all
 TRY
