@@ -217,20 +217,7 @@ fn instances_subnets_and_routes_change_live() {
             .to_string()
     };
     assert!(can_connect(&lab, "web", &format!("{app2_ip}:22")));
-    let o = lab.exec(
-        "app2",
-        &[
-            "curl",
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://example-web.example/",
-        ],
-    );
+    let o = lab.http_status("app2", "http://example-web.example/", 3);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{}", text(&o));
     let name = format!(
         "ip-{}.ap-northeast-2.compute.internal",
@@ -264,40 +251,14 @@ fn instances_subnets_and_routes_change_live() {
         out.contains("- instance app2") && out.contains("- subnet public-2b"),
         "{out}"
     );
-    let o = lab.exec(
-        "app",
-        &[
-            "curl",
-            "-s",
-            "-m",
-            "2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://203.0.113.60/",
-        ],
-    );
+    let o = lab.http_status("app", "http://203.0.113.60/", 2);
     assert_ne!(
         String::from_utf8_lossy(&o.stdout),
         "200",
         "no route to the NAT gateway"
     );
     applied(&lab, &base);
-    let o = lab.exec(
-        "app",
-        &[
-            "curl",
-            "-s",
-            "-m",
-            "3",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://203.0.113.60/",
-        ],
-    );
+    let o = lab.http_status("app", "http://203.0.113.60/", 3);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{}", text(&o));
     assert_eq!(namespace_identities(&lab), kept_namespaces);
     probe_passes(&lab);
@@ -507,20 +468,7 @@ fn public_ips_and_route_table_associations_change_live() {
         ),
     );
     let app_out = || {
-        let o = lab.exec(
-            "app",
-            &[
-                "curl",
-                "-s",
-                "-m",
-                "2",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "http://203.0.113.60/",
-            ],
-        );
+        let o = lab.http_status("app", "http://203.0.113.60/", 2);
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
 

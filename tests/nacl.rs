@@ -202,20 +202,7 @@ fn without_outbound_ephemeral_ports_http_fails_though_the_security_group_allows_
         "{out}"
     );
     assert!(reaches(&lab, "laptop", "198.51.100.10:80"), "fixed live");
-    let o = lab.exec(
-        "web",
-        &[
-            "curl",
-            "-s",
-            "-m",
-            "2",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://10.0.0.10/",
-        ],
-    );
+    let o = lab.http_status("web", "http://10.0.0.10/", 2);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "200", "{}", text(&o));
 }
 

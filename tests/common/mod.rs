@@ -68,6 +68,26 @@ impl Lab {
             .expect("run vpclab exec")
     }
 
+    /// `curl` from `node` to `url` with a deadline of `secs`: the HTTP status on stdout
+    /// (`000` when nothing answered).
+    pub fn http_status(&self, node: &str, url: &str, secs: u32) -> Output {
+        let secs = secs.to_string();
+        self.exec(
+            node,
+            &[
+                "curl",
+                "-s",
+                "-m",
+                &secs,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                url,
+            ],
+        )
+    }
+
     pub fn listen(&self, node: &str, addr: &str) -> TcpListener {
         listen_in(&self.ns(node), addr)
     }
