@@ -20,6 +20,12 @@
 #            carry network ACLs of 20 rules each way that the traffic matches only at the last
 #            rule, a plain-forwarding chain of the same hops, and a direct veth pair
 #                                    (NAT path >= 90 % plain; NAT path with ACL >= 90 % NAT path)
+#   services-scale
+#            the same generated lab at 200, 400 and 1,000 instances, every one with sshd and
+#            nginx (scripts/gen-scale-lab.py N --services ssh,http), interleaved: the services
+#            step and up/down wall times, time per instance (1,000 within 1.5x of 200), up of
+#            1,000 ready for probes (<= 10 s), down (<= 3 s), memory per instance, and ssh +
+#            http to 50 random instances right after up (no failure allowed)
 #   apply    vpclab apply on running labs: one security-group rule on labs/scale-1000.yaml (<= 50 ms)
 #            against down + up of the same lab, one instance with sshd and nginx added to the
 #            built-in lab (<= 300 ms), a no-change apply on the 1,000-instance lab (<= 100 ms)
@@ -32,7 +38,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/scripts/bench
-ALL_SECTIONS=(fabric services database scale scaling nat apply)
+ALL_SECTIONS=(fabric services services-scale database scale scaling nat apply)
 declare -A SECTION_HELP=(
     [fabric]="built-in lab fabric: vpclab up/down"
     [services]="built-in lab with services (no database) ready; the probe suite"
@@ -40,6 +46,7 @@ declare -A SECTION_HELP=(
     [scale]="1,000-instance lab: vpclab vs plain ip script vs Mininet"
     [scaling]="the same three at smaller sizes (--sizes)"
     [nat]="iperf3 through the NAT path vs the same with a 20-rule network ACL vs a plain chain vs a direct veth pair"
+    [services-scale]="200, 400, 1,000 instances each with sshd and nginx: services step, up/down, per instance, memory, 50 probes"
     [apply]="vpclab apply: a rule change on 1,000 instances vs down+up, one instance added, a no-change apply"
 )
 
@@ -52,7 +59,7 @@ MN_RUNS=""          # Mininet runs at 1,000 hosts (default: min(RUNS, 3); 0 with
 SIZES=""            # sizes for the scaling section
 VPCLAB=${VPCLAB:-}
 
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
     --only) ONLY=$2; shift 2 ;;
@@ -65,7 +72,7 @@ while (($#)); do
     --mininet-runs) MN_RUNS=$2; shift 2 ;;
     --sizes) SIZES=$2; shift 2 ;;
     --vpclab) VPCLAB=$2; shift 2 ;;
-    --list) for s in "${ALL_SECTIONS[@]}"; do printf '%-9s %s\n' "$s" "${SECTION_HELP[$s]}"; done; exit 0 ;;
+    --list) for s in "${ALL_SECTIONS[@]}"; do printf '%-15s %s\n' "$s" "${SECTION_HELP[$s]}"; done; exit 0 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -397,6 +404,98 @@ section_scaling() {
     done
 }
 
+# sample_probes LAB PLANJSON K: ssh and http from one instance to K random others, by private
+# IP, with the lab's key pair and known_hosts; prints "OK FAILED" (failures on stderr).
+sample_probes() {
+    local lab=$1 plan=$2 k=$3 keys=/run/vpclab/$1/keys ok=0 bad=0 from ip node
+    from=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hosts"][0]["node"])' "$plan")
+    # `vpclab ssh` (my-laptop to the first instance's public name) also writes the lab's
+    # known_hosts, which the logins below check strictly.
+    if "$VPCLAB" ssh --lab "$lab" "$from" -- true </dev/null >/dev/null 2>"$TMP/probe.err"; then
+        ok=$((ok + 1))
+    else
+        bad=$((bad + 1)); say "    vpclab ssh $from failed: $(head -c 200 "$TMP/probe.err")" >&2
+    fi
+    while read -r node ip; do
+        if "$VPCLAB" exec --lab "$lab" "$from" -- ssh -F none -i "$keys/bench.pem" -o IdentitiesOnly=yes \
+            -o BatchMode=yes -o ConnectTimeout=3 -o StrictHostKeyChecking=yes \
+            -o UserKnownHostsFile="$keys/known_hosts" -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR \
+            "ec2-user@$ip" true </dev/null >/dev/null 2>"$TMP/probe.err"; then
+            ok=$((ok + 1))
+        else
+            bad=$((bad + 1)); say "    ssh to $node ($ip) failed: $(head -c 200 "$TMP/probe.err")" >&2
+        fi
+        if [[ $("$VPCLAB" exec --lab "$lab" "$from" -- curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$ip/" </dev/null) == 200 ]]; then
+            ok=$((ok + 1))
+        else
+            bad=$((bad + 1)); say "    http to $node ($ip) failed" >&2
+        fi
+    done < <(python3 -c '
+import json, random, sys
+hosts = [h for h in json.load(open(sys.argv[1]))["hosts"] if h.get("instance_id")]
+for h in random.sample(hosts[1:], min(int(sys.argv[2]), len(hosts) - 1)):
+    print(h["node"], h["private_ip"])' "$plan" "$k")
+    echo "$ok $bad"
+}
+
+# MemAvailable in KiB, from /proc/meminfo.
+mem_available() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
+
+section_services_scale() {
+    local sizes=(200 400 1000) n r u d s m before after probes
+    say ""
+    say "== services-scale: scripts/gen-scale-lab.py N --services ssh,http at ${sizes[*]} instances, interleaved"
+    say "   vpclab up --name benchsvcN FILE (services step from stderr); 50 random instances probed"
+    say "   (ssh + http from the first instance) right after up; memory = drop of MemAvailable; vpclab down"
+    declare -A SVC UPS DOWNS MEM
+    for n in "${sizes[@]}"; do
+        python3 "$ROOT/scripts/gen-scale-lab.py" "$n" --services ssh,http >"$TMP/svc-$n.yaml" || die "gen-scale-lab.py $n"
+        "$VPCLAB" plan --json "$TMP/svc-$n.yaml" >"$TMP/svc-$n.plan.json" || die "vpclab plan $n"
+    done
+    local failures=0 sampled=0
+    PAUSE=5
+    for ((r = 1; r <= RUNS; r++)); do
+        for n in "${sizes[@]}"; do
+            LABS_UP+=("benchsvc$n")
+            sync; before=$(mem_available)
+            timed u "$VPCLAB" up --name "benchsvc$n" "$TMP/svc-$n.yaml" >/dev/null 2>"$TMP/up.err" \
+                || { cat "$TMP/up.err" >&2; die "vpclab up benchsvc$n failed"; }
+            after=$(mem_available)
+            read -r ok bad < <(sample_probes "benchsvc$n" "$TMP/svc-$n.plan.json" 50)
+            failures=$((failures + bad)); sampled=$((sampled + ok + bad))
+            s=$(sed -n 's/^ *services .*(\([0-9]*\) ms)$/\1/p' "$TMP/up.err" | awk '{ printf "%.3f", $1 / 1000 }')
+            m=$(( (before - after) / n ))
+            timed d "$VPCLAB" down "benchsvc$n" >/dev/null || die "vpclab down benchsvc$n failed"
+            SVC[$n]+="$s " UPS[$n]+="$u " DOWNS[$n]+="$d " MEM[$n]+="$m "
+            say "  run $r/$RUNS, $n instances: services step $s s, up $u s, down $d s, ~$m KiB/instance, probes $ok ok $bad failed"
+            pause
+        done
+    done
+    PAUSE=2
+    local per200 per1000 ms mu md mm per
+    for n in "${sizes[@]}"; do
+        ms=$(median ${SVC[$n]}); mu=$(median ${UPS[$n]}); md=$(median ${DOWNS[$n]}); mm=$(median ${MEM[$n]})
+        per=$(awk -v s="$ms" -v n="$n" 'BEGIN { printf "%.3f", s * 1000 / n }')
+        [[ $n == 200 ]] && per200=$per
+        [[ $n == 1000 ]] && per1000=$per
+        say "  median of $RUNS at $n: services step $ms s ($per ms per instance), up $mu s, down $md s, ~$mm KiB per instance"
+        record services-scale "services step, $n instances" "$ms" s "$RUNS" - ${SVC[$n]}
+        record services-scale "services step per instance, $n" "$per" ms "$RUNS" -
+        if [[ $n == 1000 ]]; then
+            record services-scale "up, $n instances with sshd+nginx, ready" "$mu" s "$RUNS" "<= 10" ${UPS[$n]}
+            record services-scale "down, $n instances with sshd+nginx" "$md" s "$RUNS" "<= 3" ${DOWNS[$n]}
+        else
+            record services-scale "up, $n instances with sshd+nginx, ready" "$mu" s "$RUNS" - ${UPS[$n]}
+            record services-scale "down, $n instances with sshd+nginx" "$md" s "$RUNS" - ${DOWNS[$n]}
+        fi
+        record services-scale "memory per instance, $n" "$mm" KiB "$RUNS" - ${MEM[$n]}
+    done
+    local growth; growth=$(ratio "$per1000" "$per200")
+    say "  per-instance time, 1,000 / 200: ${growth}x (linear: <= 1.5); probes: $sampled made, $failures failed"
+    record services-scale "per-instance time, 1,000 / 200" "$growth" x "$RUNS" "<= 1.5"
+    record services-scale "probe failures right after up ($sampled probes)" "$failures" - "$RUNS" "<= 0"
+}
+
 section_services() {
     say ""
     say "== services: the built-in lab with sshd, nginx, DNS and metadata (no database), until ready for probes"
@@ -710,7 +809,7 @@ root_snapshot >"$TMP/root-before"
 
 say "vpclab benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -r), $(nproc) CPUs, $("$VPCLAB" --version 2>/dev/null)"
 say "sections: ${SELECTED[*]}; runs: $RUNS$( ((QUICK)) && echo ' (--quick)'); binary: $VPCLAB"
-for s in "${SELECTED[@]}"; do "section_$s"; done
+for s in "${SELECTED[@]}"; do "section_${s//-/_}"; done
 
 root_snapshot >"$TMP/root-after"
 if diff -u "$TMP/root-before" "$TMP/root-after" >"$TMP/root.diff"; then

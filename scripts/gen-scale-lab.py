@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate the benchmark lab: N instances over 16 subnets in 2 AZs.
 
-    scripts/gen-scale-lab.py N > labs/scale-N.yaml
+    scripts/gen-scale-lab.py N [--services ssh,http] > labs/scale-N.yaml
 
 Shape (N=1000 gives labs/scale-1000.yaml byte for byte):
   * VPC 10.20.0.0/16, 2 AZs (ap-northeast-2a, ap-northeast-2c), 8 subnets per AZ:
@@ -12,6 +12,9 @@ Shape (N=1000 gives labs/scale-1000.yaml byte for byte):
     (`appNNNN`, SG app), dealt round-robin over the private subnets.
   * one NAT gateway in public-a0 with an Elastic IP, two security groups (web, app; app
     admits port 8080 from members of web), two internet hosts.
+  * --services LIST gives every instance those services (`services: [ssh, http]`), for
+    the benchmark of starting many servers (with http, app also admits http from the VPC,
+    so every server can be reached); without it instances only route packets.
 """
 import sys
 
@@ -19,7 +22,7 @@ PER_SUBNET = 240  # instances per /24, leaving room for AWS's 5 reserved address
 AZS = ("a", "c")
 
 
-def generate(n: int) -> str:
+def generate(n: int, services: list[str]) -> str:
     webs = n * 8 // 100
     if n >= 2:
         webs = max(webs, 2)
@@ -69,26 +72,37 @@ def generate(n: int) -> str:
     w("    inbound:")
     w("      - { protocol: tcp, port: 8080, source: web }")
     w("      - { type: ssh, source: 10.20.0.0/16 }")
+    if "http" in services:
+        w("      - { type: http, source: 10.20.0.0/16 }")
     w("instances:")
     width = max(4, len(str(n - 1)))
+    extra = f", services: [{', '.join(services)}]" if services else ""
     half = -(-webs // 2)
     for i in range(webs):
         sub = "public-a0" if i < half else "public-c0"
-        w(f"  web{i:0{width}d}: {{ subnet: {sub}, public_ip: auto, key_pair: bench, security_groups: [web] }}")
+        w(f"  web{i:0{width}d}: {{ subnet: {sub}, public_ip: auto, key_pair: bench, security_groups: [web]{extra} }}")
     privs = private_names["a"] + private_names["c"]
     for j, i in enumerate(range(webs, n)):
         sub = privs[j % len(privs)]
-        w(f"  app{i:0{width}d}: {{ subnet: {sub}, key_pair: bench, security_groups: [app] }}")
+        w(f"  app{i:0{width}d}: {{ subnet: {sub}, key_pair: bench, security_groups: [app]{extra} }}")
     w("internet:")
     w("  my-laptop:   { ip: 203.0.113.10, my_ip: true }")
     w("  example-web: { ip: 203.0.113.60, services: [http] }")
     return "\n".join(out) + "\n"
 
 
+USAGE = "usage: gen-scale-lab.py N [--services ssh,http] > labs/scale-N.yaml   (N >= 1 instances)"
+
+
 def main() -> None:
-    if len(sys.argv) != 2 or not sys.argv[1].isdigit() or int(sys.argv[1]) < 1:
-        raise SystemExit("usage: gen-scale-lab.py N > labs/scale-N.yaml   (N >= 1 instances)")
-    sys.stdout.write(generate(int(sys.argv[1])))
+    args = sys.argv[1:]
+    services: list[str] = []
+    if len(args) == 3 and args[1] == "--services":
+        services = [s for s in args[2].split(",") if s]
+        args = args[:1]
+    if len(args) != 1 or not args[0].isdigit() or int(args[0]) < 1:
+        raise SystemExit(USAGE)
+    sys.stdout.write(generate(int(args[0]), services))
 
 
 if __name__ == "__main__":

@@ -267,18 +267,27 @@ fn repair_puts_back_what_was_deleted_flushed_or_killed() {
         ],
     );
 
-    // Services killed with kill -9: sshd, nginx (whose worker keeps the ports), and the
-    // database's standby server.
+    // Services killed with kill -9: sshd, nginx (whose worker keeps the ports), the
+    // database's standby server, and the holder of the mount namespace that every program
+    // on a host starts from.
     let sshd = recorded(&lab, "app", "sshd");
     let nginx = recorded(&lab, "web", "nginx");
     let standby = recorded(&lab, "my-database-2a", "mariadbd");
-    kill9(&[sshd, nginx, standby]);
+    let template = recorded(&lab, "vpc-router", "mount-template");
+    // A host's programs see none of the machine's network namespace mounts.
+    let mounts = std::fs::read_to_string(format!("/proc/{sshd}/mountinfo")).unwrap();
+    assert!(
+        !mounts.contains("/run/netns"),
+        "sshd on app sees the machine's namespace mounts:\n{mounts}"
+    );
+    kill9(&[sshd, nginx, standby, template]);
     status_reports(
         &lab,
         &[
             &format!("sshd on app (pid {sshd}) is gone"),
             &format!("nginx on web (pid {nginx}) is gone"),
             &format!("mariadbd on my-database-2a (pid {standby}) is gone"),
+            &format!("mount-template on vpc-router (pid {template}) is gone"),
         ],
     );
     let o = vpclab().args(["repair", &lab.name]).output().unwrap();
@@ -290,6 +299,7 @@ fn repair_puts_back_what_was_deleted_flushed_or_killed() {
         format!(
             "the standby of my-database (mariadbd on my-database-2a, pid {standby}) is gone: restarted it; it replicates from my-database-2c again"
         ),
+        format!("mount-template on vpc-router (pid {template}) is gone: started a new one (pid "),
     ] {
         assert!(s.contains(&started), "no `{started}` in:\n{s}");
     }

@@ -1,6 +1,7 @@
 //! `vpclab cidr`: argument wiring and printing for the CIDR arithmetic in `crate::cidr`.
 
 use crate::cidr::{self, Block, Info, Merge, Split};
+use crate::lab::progress::grouped;
 use ipnet::Ipv4Net;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -271,19 +272,6 @@ fn run_merge(out: &mut impl Write, a: MergeArgs) -> io::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// 65536 → "65,536".
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut s = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            s.push(',');
-        }
-        s.push(c);
-    }
-    s
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

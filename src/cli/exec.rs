@@ -20,7 +20,12 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     require_root("exec")?;
     let r = lab::running(a.lab.as_deref())?;
-    let env = hosts::env(&r.plan, &state::dir(&r.lab.name), &a.node)?;
+    let env = hosts::env(
+        &r.plan,
+        &state::dir(&r.lab.name),
+        &a.node,
+        hosts::live_template(&r.state),
+    )?;
     let mut cmd = env.command(&a.command[0])?;
     cmd.args(&a.command[1..]);
     let status = cmd

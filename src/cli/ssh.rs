@@ -68,7 +68,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         &host,
         &cmd,
     );
-    let env = hosts::env(&r.plan, &dir, &from)?;
+    let env = hosts::env(&r.plan, &dir, &from, hosts::live_template(&r.state))?;
     let mut c = env.command(&argv[0])?;
     c.args(&argv[1..]);
     if cmd.is_empty() {

@@ -103,13 +103,16 @@ pub fn restore(lab: &str, only: Option<&str>) -> Result<(Vec<String>, Vec<databa
     }
     let now = running(Some(lab))?;
     let was_down = |n: &str| back.iter().any(|b| b == n);
-    hosts::start_services(&now.lab, &now.plan, &dir, &was_down, &[], &mut |p| {
-        State::modify(lab, |st| {
-            st.processes.push(p.clone());
-            Ok(())
-        })
-        .map(|_| ())
-    })?;
+    let template = hosts::template_of(lab, &now.plan)?;
+    hosts::start_services(
+        &now.lab,
+        &now.plan,
+        &dir,
+        &was_down,
+        &[],
+        &template,
+        &mut |ps| hosts::record_started(lab, ps),
+    )?;
     for d in now.lab.databases.iter().filter(|d| d.standby.is_some()) {
         if let Some(s) = &d.standby
             && back.contains(&s.name)

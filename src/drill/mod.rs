@@ -245,7 +245,7 @@ pub fn failover(lab: Option<&str>, db: Option<&str>, trigger: Trigger) -> Result
 
     // The writer, on the instance, through the endpoint.
     let exe = writer_binary(&dir, &writer_node)?;
-    let env = hosts::env(&r.plan, &dir, &writer_node)?;
+    let env = hosts::env(&r.plan, &dir, &writer_node, hosts::live_template(&r.state))?;
     let cnf = dir.join("keys").join(format!("{db}.app.cnf"));
     let mut child = env
         .command(&exe)?

@@ -238,19 +238,15 @@ fn carry_out(now: &Running, new_lab: &Lab, new_plan: &Plan, delta: &PlanDelta) -
                     .collect()
             })
             .unwrap_or_default();
+        let template = hosts::template_of(name, new_plan)?;
         hosts::start_services(
             new_lab,
             new_plan,
             &dir,
             &|n| starting.contains(&n),
             &already,
-            &mut |p| {
-                State::modify(name, |st| {
-                    st.processes.push(p.clone());
-                    Ok(())
-                })
-                .map(|_| ())
-            },
+            &template,
+            &mut |ps| hosts::record_started(name, ps),
         )?;
     }
     checkpoint("apply:services")?;

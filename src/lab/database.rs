@@ -73,7 +73,13 @@ pub fn paths(state_dir: &Path, node: &str) -> mariadb::Paths {
 
 /// Starts a node's server detached; the caller records it in the state file before
 /// waiting on it.
-pub fn start_server(plan: &Plan, state_dir: &Path, node: &str, as_standby: bool) -> Result<Proc> {
+pub fn start_server(
+    plan: &Plan,
+    state_dir: &Path,
+    node: &str,
+    as_standby: bool,
+    template: Option<&Proc>,
+) -> Result<Proc> {
     let p = paths(state_dir, node);
     let (program, args) = mariadb::command(&p, as_standby);
     let spec = services::Spec {
@@ -84,7 +90,7 @@ pub fn start_server(plan: &Plan, state_dir: &Path, node: &str, as_standby: bool)
         ports: vec![],
         dir: host_dir(state_dir, node),
     };
-    let env = hosts::env(plan, state_dir, node)?;
+    let env = hosts::env(plan, state_dir, node, template)?;
     services::start(&spec, &env)
 }
 
@@ -136,9 +142,10 @@ fn bring_up_one(
         }
         Ok(())
     })?;
+    let mounts = hosts::ensure_template(plan, st)?;
     let mut wrappers = Vec::new();
     for n in &nodes {
-        let p = start_server(plan, state_dir, &n.name, false)?;
+        let p = start_server(plan, state_dir, &n.name, false, Some(&mounts))?;
         record(st, &p);
         st.save()?;
         wrappers.push(p);
@@ -408,7 +415,7 @@ pub fn rejoin(lab_name: &str, db: &str, node: &str, ev: &mut Events) -> Result<(
     let d = r.lab.database(db).expect("checked by roles");
     let creds = credentials(d, &dir)?;
     stop_server(&r.state, node, Duration::from_secs(30))?;
-    let p = start_server(&r.plan, &dir, node, true)?;
+    let p = start_server(&r.plan, &dir, node, true, hosts::live_template(&r.state))?;
     super::state::State::modify(lab_name, |st| {
         record(st, &p);
         Ok(())
@@ -446,7 +453,13 @@ pub fn reboot_in_place(lab_name: &str, db: &str, ev: &mut Events) -> Result<()> 
     };
     ev.push("Rebooting DB instance");
     stop_server(&r.state, &primary.name, Duration::from_secs(30))?;
-    let p = start_server(&r.plan, &dir, &primary.name, false)?;
+    let p = start_server(
+        &r.plan,
+        &dir,
+        &primary.name,
+        false,
+        hosts::live_template(&r.state),
+    )?;
     super::state::State::modify(lab_name, |st| {
         record(st, &p);
         Ok(())

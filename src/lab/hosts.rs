@@ -11,12 +11,15 @@
 //! | the folder itself     | the same path, in a fresh /run with /run/sshd      |
 
 use crate::kernel::enter::{HostEnv, PrivateRun};
+use crate::kernel::mount_template;
 use crate::kernel::process::Proc;
+use crate::lab::state::State;
 use crate::plan::{Host, Plan};
 use crate::services::{
     self,
     users::{self, Account},
 };
+use crate::topology::well_known::ROUTER;
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -77,8 +80,14 @@ fn write_host(h: &Host, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prepares and starts the services of the nodes `which` picks, handing each process to
-/// `record` (the state file) as soon as it exists, then waits until all of them listen.
+/// How many started programs are recorded at once: the state file is rewritten once a
+/// batch, not once a program (a lab of 1,000 instances starts 2,000), and a crash leaves at
+/// most a batch unrecorded, which `down` still finds in the lab's namespaces.
+const RECORD_BATCH: usize = 64;
+
+/// Prepares and starts the services of the nodes `which` picks, handing the processes to
+/// `record` (the state file) in batches as they start, then waits until all of them listen.
+/// Each starts from the lab's mount `template` (see [`ensure_template`]).
 ///
 /// `running` lists the programs (node, program) that already run and are left alone: an
 /// edit that adds https to a host running sshd restarts nginx only.
@@ -88,20 +97,69 @@ pub fn start_services(
     state_dir: &Path,
     which: &dyn Fn(&str) -> bool,
     running: &[(String, String)],
-    record: &mut dyn FnMut(&Proc) -> Result<()>,
+    template: &Proc,
+    record: &mut dyn FnMut(&[Proc]) -> Result<()>,
 ) -> Result<Vec<services::Spec>> {
     let specs: Vec<services::Spec> = prepare(lab, plan, state_dir, which)?
         .into_iter()
         .filter(|s| !running.contains(&(s.node.clone(), s.what.to_string())))
         .collect();
     let mut started = Vec::new();
+    let mut unrecorded = Vec::new();
     for spec in specs {
-        let p = services::start(&spec, &env(plan, state_dir, &spec.node)?)?;
-        record(&p)?;
+        let p = services::start(&spec, &env(plan, state_dir, &spec.node, Some(template))?)?;
+        unrecorded.push(p.clone());
+        if unrecorded.len() == RECORD_BATCH {
+            record(&unrecorded)?;
+            unrecorded.clear();
+        }
         started.push((spec, p));
+    }
+    if !unrecorded.is_empty() {
+        record(&unrecorded)?;
     }
     services::wait_ready(&started, std::time::Duration::from_secs(10))?;
     Ok(started.into_iter().map(|(s, _)| s).collect())
+}
+
+/// The lab's mount template, when its holder still runs.
+pub fn live_template(st: &State) -> Option<&Proc> {
+    st.processes
+        .iter()
+        .find(|p| p.what == mount_template::WHAT && p.alive())
+}
+
+/// The lab's mount template, made (and recorded in `st`, replacing a dead holder's
+/// record) when there is none. The caller saves `st`.
+pub fn ensure_template(plan: &Plan, st: &mut State) -> Result<Proc> {
+    if let Some(p) = live_template(st) {
+        return Ok(p.clone());
+    }
+    let router = plan
+        .netns(ROUTER)
+        .with_context(|| format!("lab `{}` has no VPC router", plan.lab))?;
+    let p = mount_template::start(&router.name, ROUTER)?;
+    st.processes.retain(|x| x.what != mount_template::WHAT);
+    st.processes.push(p.clone());
+    Ok(p)
+}
+
+/// The lab's mount template, made and recorded when there is none, for a command that
+/// changes a running lab (the state file is read and written under its lock).
+pub fn template_of(lab: &str, plan: &Plan) -> Result<Proc> {
+    Ok(State::modify(lab, |st| ensure_template(plan, st))?.1)
+}
+
+/// Records programs just started on a running lab, each replacing the record of an
+/// earlier process of the same program on the same node.
+pub fn record_started(lab: &str, started: &[Proc]) -> Result<()> {
+    State::modify(lab, |st| {
+        st.processes
+            .retain(|x| !started.iter().any(|p| p.node == x.node && p.what == x.what));
+        st.processes.extend_from_slice(started);
+        Ok(())
+    })
+    .map(|_| ())
 }
 
 /// Writes every service's configuration, host keys and certificates (hosts in
@@ -164,7 +222,10 @@ pub fn write_known_hosts(lab: &crate::topology::Lab, plan: &Plan, state_dir: &Pa
 
 /// How to run a program on `node`: a host gets its own files, /run and hostname; a
 /// gateway or router just its network namespace.
-pub fn env(plan: &Plan, state_dir: &Path, node: &str) -> Result<HostEnv> {
+/// `template` is the lab's mount template when it has one (see [`live_template`]);
+/// without it, a program starts from a copy of the machine's own mounts, which works the
+/// same and costs more the more namespaces the machine has.
+pub fn env(plan: &Plan, state_dir: &Path, node: &str, template: Option<&Proc>) -> Result<HostEnv> {
     if let Some(h) = plan.host(node) {
         let dir = host_dir(state_dir, node);
         ensure_host(h, &dir)?;
@@ -194,6 +255,7 @@ pub fn env(plan: &Plan, state_dir: &Path, node: &str) -> Result<HostEnv> {
                 mkdirs: vec!["/run/sshd".into(), "/run/mysqld".into()],
             }),
             detach: false,
+            mount_template: template.map(mount_template::path),
         });
     }
     match plan.netns(node) {

@@ -90,13 +90,16 @@ pub fn start(lab: Option<&str>, name: &str) -> Result<Change> {
     let ns = now.plan.netns(name).context("no namespace")?;
     kernel::restore_link(ns, HOST_IF)?;
     let dir = state::dir(&now.lab.name);
-    hosts::start_services(&now.lab, &now.plan, &dir, &|n| n == name, &[], &mut |p| {
-        State::modify(&now.lab.name, |st| {
-            st.processes.push(p.clone());
-            Ok(())
-        })
-        .map(|_| ())
-    })?;
+    let template = hosts::template_of(&now.lab.name, &now.plan)?;
+    hosts::start_services(
+        &now.lab,
+        &now.plan,
+        &dir,
+        &|n| n == name,
+        &[],
+        &template,
+        &mut |ps| hosts::record_started(&now.lab.name, ps),
+    )?;
     let after = instance_public(&now.lab, name);
     Ok(Change {
         instance: name.into(),

@@ -48,3 +48,16 @@ impl Progress {
         }
     }
 }
+
+/// 65536 → "65,536": counts in progress lines and summaries.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut s = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    s
+}

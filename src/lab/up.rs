@@ -3,7 +3,7 @@
 
 use super::down;
 use super::hosts;
-use super::progress::Progress;
+use super::progress::{Progress, grouped};
 use super::state::{self, Phase, State};
 use super::{database, supervisor};
 use crate::kernel::apply::{Applier, Step};
@@ -11,6 +11,7 @@ use crate::plan::{self, Plan};
 use crate::services;
 use crate::topology::Loaded;
 use anyhow::{Context, Result, anyhow, bail};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// Test hook: `VPCLAB_FAULT=fail:STEP` makes `up` fail at checkpoint STEP (to test
@@ -212,8 +213,9 @@ pub fn up(loaded: &Loaded, opts: &Options, progress: &mut Progress) -> Result<Ou
     })
 }
 
-/// Key pairs, then every host's services in parallel; each process is recorded in the
-/// state file as soon as it exists, so a crash never orphans one.
+/// Key pairs, then every host's services in parallel; started processes are recorded in
+/// the state file in batches as they start, and `down` finds any a crash left unrecorded
+/// in the lab's namespaces.
 fn start_services(
     lab: &crate::topology::Lab,
     plan: &Plan,
@@ -225,29 +227,58 @@ fn start_services(
     progress.start("services");
     let keys = services::key_pairs(lab, dir)?;
     checkpoint("services")?;
-    let started = hosts::start_services(lab, plan, dir, &|_| true, &[], &mut |p| {
-        st.processes.push(p.clone());
-        st.save()
-    })?;
-    let what: Vec<String> = started
-        .iter()
-        .map(|s| format!("{} on {}", s.what, s.node))
-        .collect();
+    let started = if plan.hosts.iter().any(|h| !h.services.is_empty()) {
+        let template = hosts::ensure_template(plan, st)?;
+        st.save()?;
+        hosts::start_services(lab, plan, dir, &|_| true, &[], &template, &mut |ps| {
+            st.processes.extend_from_slice(ps);
+            st.save()
+        })?
+    } else {
+        Vec::new()
+    };
     progress.done(
         "services",
         &format!(
             "{} key pair{}, {}",
             keys.len(),
             if keys.len() == 1 { "" } else { "s" },
-            if what.is_empty() {
-                "no services".into()
-            } else {
-                what.join(", ")
-            }
+            services_summary(&started)
         ),
         t.elapsed(),
     );
     Ok(())
+}
+
+/// What the services step started, in one line: each program by name on a small lab,
+/// counts per program on a large one (the per-host list is in `status`).
+fn services_summary(started: &[services::Spec]) -> String {
+    const LISTED: usize = 8;
+    if started.is_empty() {
+        return "no services".into();
+    }
+    if started.len() <= LISTED {
+        let what: Vec<String> = started
+            .iter()
+            .map(|s| format!("{} on {}", s.what, s.node))
+            .collect();
+        return what.join(", ");
+    }
+    let mut per_program: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in started {
+        *per_program.entry(s.what).or_default() += 1;
+    }
+    let nodes: BTreeSet<&str> = started.iter().map(|s| s.node.as_str()).collect();
+    let counts: Vec<String> = per_program
+        .iter()
+        .map(|(what, n)| format!("{} {what}", grouped(*n as u64)))
+        .collect();
+    format!(
+        "{} services on {} hosts: {}",
+        grouped(started.len() as u64),
+        grouped(nodes.len() as u64),
+        counts.join(", ")
+    )
 }
 
 fn step_summary(plan: &Plan, step: Step) -> String {
@@ -272,5 +303,43 @@ fn step_summary(plan: &Plan, step: Step) -> String {
             count(|n| n.routes.len()),
             count(|n| n.rules.len())
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(node: &str, what: &'static str) -> services::Spec {
+        services::Spec {
+            node: node.into(),
+            what,
+            program: String::new(),
+            args: vec![],
+            ports: vec![],
+            dir: "/nonexistent".into(),
+        }
+    }
+
+    #[test]
+    fn a_few_services_are_named_one_by_one() {
+        let s = [spec("web", "sshd"), spec("web", "nginx")];
+        assert_eq!(services_summary(&s), "sshd on web, nginx on web");
+        assert_eq!(services_summary(&[]), "no services");
+    }
+
+    #[test]
+    fn many_services_are_counted_per_program() {
+        let s: Vec<services::Spec> = (0..1000)
+            .flat_map(|i| {
+                let node = format!("app{i:04}");
+                [spec(&node, "sshd"), spec(&node, "nginx")]
+            })
+            .chain([spec("example-web", "nginx")])
+            .collect();
+        assert_eq!(
+            services_summary(&s),
+            "2,001 services on 1,001 hosts: 1,001 nginx, 1,000 sshd"
+        );
     }
 }

@@ -203,7 +203,7 @@ fn expected_answer(lab: &Lab, e: &Expectation) -> Option<Ipv4Addr> {
 
 /// Runs a client inside `node` with a deadline, output captured.
 pub fn client(r: &Running, dir: &Path, node: &str, argv: &[String]) -> Result<Output> {
-    let env = hosts::env(&r.plan, dir, node)?;
+    let env = hosts::env(&r.plan, dir, node, hosts::live_template(&r.state))?;
     let mut cmd: Command = env.command("timeout")?;
     // `timeout` backs the clients' own timeouts: nothing may hang the suite.
     cmd.arg("-k")

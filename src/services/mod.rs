@@ -11,12 +11,14 @@ pub mod users;
 pub mod web;
 
 use crate::kernel::enter::HostEnv;
+use crate::kernel::listening::Listeners;
 use crate::kernel::process::Proc;
 use crate::plan::{Host, Role};
 use crate::topology::{Lab, Service};
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// The `mysql` client's arguments for a probe against `database` at `host`: the
@@ -86,7 +88,7 @@ pub fn key_pairs(lab: &Lab, state_dir: &Path) -> Result<Vec<std::path::PathBuf>>
         jobs.into_iter()
             .map(|j| {
                 j.join()
-                    .unwrap_or_else(|_| bail!("ssh-keygen thread panicked"))
+                    .unwrap_or_else(|_| bail!("the thread making a key pair panicked"))
             })
             .collect()
     })
@@ -207,66 +209,85 @@ pub fn start(spec: &Spec, env: &HostEnv) -> Result<Proc> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("open {}", log_path.display()))?;
-    let mut env = env.clone();
-    env.detach = true;
-    let mut child = env
-        .command(&spec.program)?
-        .args(&spec.args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
+    let pid = env
+        .spawn_service(Path::new(&spec.program), &spec.args, &log)
         .with_context(|| format!("start {} on {}", spec.what, spec.node))?;
-    let record = Proc::of(child.id() as i32, &spec.node, spec.what);
+    let record = Proc::of(pid, &spec.node, spec.what);
     // Reap it when it exits, so a long-lived parent (the supervisor) leaves no zombie.
-    std::thread::spawn(move || child.wait());
+    std::thread::spawn(move || nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None));
     record
 }
 
-/// Waits until every port of every started service listens, reading each process's
-/// own /proc/PID/net/tcp (its namespace's sockets) so no test connection is made.
+/// A node's services still waited for, and a diagnostics socket in its namespace.
+type Waiting<'a> = (Listeners, Vec<&'a (Spec, Proc)>);
+
+/// Waits until every port of every started service listens, asking each node's network
+/// namespace once a round for all of its listening ports (no test connection is made), so
+/// the wait costs one query per node and round, however many nodes the lab has.
 pub fn wait_ready(started: &[(Spec, Proc)], timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    for (spec, proc_) in started {
-        for port in &spec.ports {
-            loop {
-                if listening(proc_.pid, *port) {
-                    break;
-                }
-                if !proc_.alive() {
-                    let log = spec.log();
-                    let tail = std::fs::read_to_string(&log).unwrap_or_default();
-                    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                    bail!(
-                        "{} on {} exited during start:\n  {}\n  (log: {})",
-                        spec.what,
-                        spec.node,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n  "),
-                        log.display()
-                    );
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "{} on {} is not listening on port {port} after {timeout:?}",
-                        spec.what,
-                        spec.node
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(3));
+    let mut pending: BTreeMap<&str, Waiting> = BTreeMap::new();
+    for s in started.iter().filter(|(spec, _)| !spec.ports.is_empty()) {
+        match pending.entry(s.0.node.as_str()) {
+            Entry::Occupied(mut e) => e.get_mut().1.push(s),
+            Entry::Vacant(e) => {
+                let listeners = match Listeners::of_process(s.1.pid) {
+                    Ok(l) => l,
+                    Err(_) if !s.1.alive() => return Err(exited_during_start(&s.0)),
+                    Err(e) => return Err(e),
+                };
+                e.insert((listeners, vec![s]));
             }
         }
     }
-    Ok(())
+    loop {
+        let mut done = Vec::new();
+        for (node, (listeners, services)) in pending.iter_mut() {
+            let ports = listeners.ports()?;
+            services.retain(|(spec, _)| !spec.ports.iter().all(|p| ports.contains(p)));
+            if let Some((spec, _)) = services.iter().find(|(_, p)| !p.alive()) {
+                return Err(exited_during_start(spec));
+            }
+            if services.is_empty() {
+                done.push(*node);
+            }
+        }
+        for node in done {
+            pending.remove(node);
+        }
+        let Some((_, (_, services))) = pending.iter().next() else {
+            return Ok(());
+        };
+        if Instant::now() > deadline {
+            let (spec, _) = services[0];
+            bail!(
+                "{} on {} is not listening on port{} {} after {timeout:?} ({} services on {} nodes still waited for)",
+                spec.what,
+                spec.node,
+                if spec.ports.len() == 1 { "" } else { "s" },
+                spec.ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pending.values().map(|(_, s)| s.len()).sum::<usize>(),
+                pending.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
 }
 
-/// A TCP socket in LISTEN state on `port` in the network namespace of `pid`.
-pub fn listening(pid: i32, port: u16) -> bool {
-    let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")) else {
-        return false;
-    };
-    let want = format!(":{port:04X}");
-    t.lines().skip(1).any(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
-    })
+/// A service that exited before it listened: the last lines of its log say why.
+fn exited_during_start(spec: &Spec) -> anyhow::Error {
+    let log = spec.log();
+    let tail = std::fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = tail.lines().rev().take(5).collect();
+    anyhow::anyhow!(
+        "{} on {} exited during start:\n  {}\n  (log: {})",
+        spec.what,
+        spec.node,
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n  "),
+        log.display()
+    )
 }

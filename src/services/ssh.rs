@@ -1,33 +1,32 @@
 //! OpenSSH on EC2-like hosts: the lab's key pairs (what the console's "Create key pair"
 //! downloads), each host's own host key, and a key-only sshd for `ec2-user`.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use ssh_key::rand_core::OsRng;
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Where `up` leaves key pair `name` of a lab: `<state>/keys/<name>.pem` (mode 0600).
 pub fn key_path(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("keys").join(format!("{name}.pem"))
 }
 
-/// `ssh-keygen` for an ed25519 key with no passphrase at `path` (and `path.pub`).
+/// A new ed25519 key with no passphrase at `path` (mode 0600) and `path.pub`, in the
+/// formats `ssh-keygen` writes. Made in-process: a lab of 1,000 instances needs 1,000 host
+/// keys, and running `ssh-keygen` for each cost more than starting its sshd.
 pub fn keygen(path: &Path, comment: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
-        .arg(path)
-        .output()
-        .context("run ssh-keygen (is openssh-client installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "ssh-keygen for {}: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    let mut key =
+        PrivateKey::random(&mut OsRng, Algorithm::Ed25519).context("generate an ed25519 key")?;
+    key.set_comment(comment);
+    key.write_openssh_file(path, LineEnding::LF)
+        .with_context(|| format!("write {}", path.display()))?;
+    let public = PathBuf::from(format!("{}.pub", path.display()));
+    key.public_key()
+        .write_openssh_file(&public)
+        .with_context(|| format!("write {}", public.display()))
 }
 
 pub fn public_key(private: &Path) -> Result<String> {
@@ -120,4 +119,42 @@ pub fn client_args(
     ];
     v.extend(command.iter().map(|c| c.to_string()));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn keygen_writes_a_key_openssh_reads() {
+        let dir = std::env::temp_dir().join(format!("vpclab-keygen-{}", std::process::id()));
+        let key = dir.join("k").join("host_key");
+        keygen(&key, "root@web").unwrap();
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "a private key must be readable by its owner only"
+        );
+        let public = public_key(&key).unwrap();
+        assert!(public.starts_with("ssh-ed25519 "), "{public}");
+        assert!(public.trim_end().ends_with(" root@web"), "{public}");
+        // The real OpenSSH derives the same public key from the private file.
+        let derived = std::process::Command::new("ssh-keygen")
+            .arg("-y")
+            .arg("-f")
+            .arg(&key)
+            .output();
+        if let Ok(out) = derived {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let derived = String::from_utf8(out.stdout).unwrap();
+            let field = |s: &str| s.split_whitespace().nth(1).unwrap().to_string();
+            assert_eq!(field(&derived), field(&public));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -73,6 +73,7 @@ pub fn repair(name: Option<&str>) -> Result<Repaired> {
     if services_on {
         repair_supervisor(&r, &check.observed.missing_namespaces, &mut fixes)?;
         repair_host_files(&r, &mut fixes)?;
+        repair_mount_template(&r, &mut fixes)?;
         repair_services(&r, &mut fixes)?;
         if !r.state.runtime.databases_off {
             repair_databases(&lab, &mut fixes)?;

@@ -4,9 +4,9 @@
 use super::super::state::{self, State};
 use super::super::{Running, control, database, down, hosts, running, supervisor};
 use super::*;
-use crate::kernel::netns;
 use crate::kernel::observe::{self};
 use crate::kernel::process::{self, Proc};
+use crate::kernel::{mount_template, netns};
 use crate::plan::Host;
 use crate::services::{self, mariadb};
 use crate::topology::Service;
@@ -118,7 +118,7 @@ pub(super) fn programs(h: &Host) -> Vec<(&'static str, Vec<u16>)> {
 
 /// Whether the lab runs program `what` on `node` now.
 pub(super) fn wanted(r: &Running, resting: &BTreeSet<String>, node: &str, what: &str) -> bool {
-    if node == supervisor::NODE {
+    if node == supervisor::NODE || what == mount_template::WHAT {
         return true;
     }
     if resting.contains(node) {
@@ -316,6 +316,25 @@ pub(super) fn repair_host_files(r: &Running, fixes: &mut Vec<Fix>) -> Result<()>
 }
 
 /// Every host's services run, each in its node's namespace.
+/// A dead holder of the lab's mount template is replaced: programs started from now on
+/// copy the template (those already running keep their own mounts).
+pub(super) fn repair_mount_template(r: &Running, fixes: &mut Vec<Fix>) -> Result<()> {
+    let Some(dead) = r
+        .state
+        .processes
+        .iter()
+        .find(|p| p.what == mount_template::WHAT && !p.alive())
+    else {
+        return Ok(());
+    };
+    let now = hosts::template_of(&r.lab.name, &r.plan)?;
+    fixes.push(Fix {
+        found: format!("{} on {} (pid {}) is gone", dead.what, dead.node, dead.pid),
+        fixed: format!("started a new one (pid {})", now.pid),
+    });
+    Ok(())
+}
+
 pub(super) fn repair_services(r: &Running, fixes: &mut Vec<Fix>) -> Result<()> {
     let lab = &r.lab.name;
     let resting = resting(r);
@@ -367,21 +386,17 @@ pub(super) fn repair_services(r: &Running, fixes: &mut Vec<Fix>) -> Result<()> {
         .map(|p| (p.node.clone(), p.what.clone()))
         .collect();
     let mut started: Vec<Proc> = Vec::new();
+    let template = hosts::template_of(lab, &r.plan)?;
     hosts::start_services(
         &r.lab,
         &r.plan,
         &dir,
         &|n| nodes.contains(&n),
         &already,
-        &mut |p| {
-            started.push(p.clone());
-            State::modify(lab, |st| {
-                st.processes
-                    .retain(|x| !(x.node == p.node && x.what == p.what));
-                st.processes.push(p.clone());
-                Ok(())
-            })
-            .map(|_| ())
+        &template,
+        &mut |ps| {
+            started.extend_from_slice(ps);
+            hosts::record_started(lab, ps)
         },
     )?;
     for (h, what, _) in &missing {
@@ -580,7 +595,7 @@ pub(super) fn restart_primary(r: &Running, db: &str) -> Result<()> {
     let dir = state::dir(lab);
     let d = r.lab.database(db).context("no such database")?;
     let node = &d.primary.name;
-    let p = database::start_server(&r.plan, &dir, node, false)?;
+    let p = database::start_server(&r.plan, &dir, node, false, hosts::live_template(&r.state))?;
     State::modify(lab, |st| {
         database::record(st, &p);
         Ok(())
