@@ -10,11 +10,11 @@
 
 use super::apply::create_namespace;
 use super::netlink::{Netlink, in_namespace};
-use super::{netns, nft, sysctl};
-use crate::plan::firewall::Family;
+use super::{netns, nft, nftnl, sysctl};
+use crate::plan::firewall::{self, Family};
 use crate::plan::{Address, Netns, Plan, PolicyRule, Route, Sysctl, Veth};
-use crate::reconcile::{FirewallChange, PlanDelta};
-use anyhow::{Context, Result, anyhow};
+use crate::reconcile::{FirewallChange, NetnsDelta, PlanDelta};
+use anyhow::{Context, Result, anyhow, bail};
 
 /// Writes `d` to the kernel; `old` and `new` are the plans it was computed between.
 pub fn apply(old: &Plan, new: &Plan, d: &PlanDelta) -> Result<()> {
@@ -89,7 +89,7 @@ pub fn apply(old: &Plan, new: &Plan, d: &PlanDelta) -> Result<()> {
     for v in &d.add_veths {
         add_veth(v, &alias)?;
     }
-    for w in &work {
+    for w in work.iter().filter(|w| w.has_layer3()) {
         in_namespace(&w.ns, async |nl| w.layer3(nl).await)
             .with_context(|| format!("in {}", w.ns))?;
     }
@@ -97,24 +97,7 @@ pub fn apply(old: &Plan, new: &Plan, d: &PlanDelta) -> Result<()> {
         forget_old_hardware_addresses(v, new, &d.create_namespaces)?;
     }
 
-    for c in &d.change_namespaces {
-        let Some(change) = &c.firewall else { continue };
-        let handle = netns::open(&c.name)?;
-        netns::run_in(&handle, || match change {
-            FirewallChange::Replace(t) => nft::replace_here(t),
-            FirewallChange::Delete => {
-                let family = old
-                    .namespaces
-                    .iter()
-                    .find(|n| n.name == c.name)
-                    .and_then(|n| n.firewall.as_ref())
-                    .map_or(Family::Inet, |t| t.family);
-                nft::delete_here(family)
-            }
-        })
-        .with_context(|| format!("replace the firewall of {}", c.name))?;
-    }
-    Ok(())
+    firewalls(old, d)
 }
 
 /// What goes away inside one kept namespace, deleted in the reverse order of creation.
@@ -178,6 +161,12 @@ impl New {
         Ok(())
     }
 
+    /// Whether `layer3` has anything to do: a security-group change alone reaches hundreds
+    /// of namespaces that need no netlink socket.
+    fn has_layer3(&self) -> bool {
+        self.lo || !self.addresses.is_empty() || !self.routes.is_empty() || !self.rules.is_empty()
+    }
+
     /// Once every veth exists and is up: addresses, routes and rules.
     async fn layer3(&self, nl: &Netlink) -> Result<()> {
         if self.lo {
@@ -196,6 +185,95 @@ impl New {
         }
         Ok(())
     }
+}
+
+/// Namespace threads at once for firewall edits: each namespace is mostly system calls and a
+/// wait for the kernel, so a few more than the machine's cores keep them busy.
+const FIREWALL_WORKERS: usize = 4;
+
+/// Writes the delta's firewall changes. A table that only gains or loses rules and set
+/// elements (a security group's rule, its membership) is edited in place, in one
+/// transaction per namespace and namespaces side by side: a group can have hundreds of
+/// members. A table that is new, goes away, changes otherwise, or is not what the old plan
+/// says it is (changed by hand) is replaced whole, as `nft::replace_here` always did. Every
+/// namespace is tried; the error names each one that failed.
+fn firewalls(old: &Plan, d: &PlanDelta) -> Result<()> {
+    let mut in_place: Vec<(&str, &firewall::Table, nftnl::Edit)> = Vec::new();
+    let mut whole: Vec<&NetnsDelta> = Vec::new();
+    for c in &d.change_namespaces {
+        let Some(change) = &c.firewall else { continue };
+        let before = old
+            .namespaces
+            .iter()
+            .find(|n| n.name == c.name)
+            .and_then(|n| n.firewall.as_ref());
+        let edit = match (change, before) {
+            (FirewallChange::Replace(t), Some(b)) => nftnl::Edit::between(b, t).map(|e| (b, e)),
+            _ => None,
+        };
+        match edit {
+            Some((b, e)) => in_place.push((&c.name, b, e)),
+            None => whole.push(c),
+        }
+    }
+    let names: Vec<&str> = in_place.iter().map(|(n, ..)| *n).collect();
+    let edited = netns::for_each(&names, FIREWALL_WORKERS, |i| {
+        nftnl::edit_here(in_place[i].1, &in_place[i].2)
+    });
+    let mut failed = Vec::new();
+    // Sockets stay open until every namespace is edited: closing one waits for the kernel
+    // to free what its edit deleted, and by now that has mostly happened.
+    let mut sockets = Vec::new();
+    for (result, name) in edited.into_iter().zip(&names) {
+        match result {
+            Ok(Some(socket)) => sockets.push(socket),
+            Ok(None) => {
+                let c = d
+                    .change_namespaces
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .expect("edited namespaces come from the delta");
+                whole.push(c);
+            }
+            Err(e) => failed.push(format!("{name}: {e:#}")),
+        }
+    }
+    drop(sockets);
+    for c in whole {
+        if let Err(e) = replace_whole(old, c) {
+            failed.push(format!("{}: {e:#}", c.name));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "the firewall of {} namespace{} could not be changed:\n  {}",
+            failed.len(),
+            if failed.len() == 1 { "" } else { "s" },
+            failed.join("\n  ")
+        );
+    }
+    Ok(())
+}
+
+/// Loads the new table of `c` in one transaction, or deletes the table it no longer has.
+fn replace_whole(old: &Plan, c: &NetnsDelta) -> Result<()> {
+    let Some(change) = &c.firewall else {
+        return Ok(());
+    };
+    let handle = netns::open(&c.name)?;
+    netns::run_in(&handle, || match change {
+        FirewallChange::Replace(t) => nft::replace_here(t),
+        FirewallChange::Delete => {
+            let family = old
+                .namespaces
+                .iter()
+                .find(|n| n.name == c.name)
+                .and_then(|n| n.firewall.as_ref())
+                .map_or(Family::Inet, |t| t.family);
+            nft::delete_here(family)
+        }
+    })
+    .with_context(|| format!("replace the firewall of {}", c.name))
 }
 
 /// A veth end made again has a new hardware address, but across the pair the neighbour

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod nftnl;
 pub mod observe;
 pub mod process;
 pub mod sysctl;
