@@ -59,8 +59,9 @@ pub struct NetnsDelta {
     pub firewall: Option<FirewallChange>,
 }
 
-/// A namespace's nftables table is replaced whole, in one nft transaction, so no packet
-/// ever meets half an old ruleset and half a new one.
+/// A namespace's nftables table changes in one nft transaction, so no packet ever meets
+/// half an old ruleset and half a new one (the kernel layer edits the rules and set
+/// elements that differ in place when that is all, and loads the table whole otherwise).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FirewallChange {
