@@ -681,8 +681,7 @@ fn errno_text(code: i32) -> String {
 /// changed nothing, when the loaded table is not `old` (someone changed it by hand; the
 /// caller replaces it whole).
 pub fn edit_here(old: &Table, edit: &Edit) -> Result<Option<Socket>> {
-    let sock =
-        Socket::new(NETLINK_NETFILTER as isize).context("open an nftables netlink socket")?;
+    let sock = Socket::new(NETLINK_NETFILTER).context("open an nftables netlink socket")?;
     let mut buf = Vec::with_capacity(64 * 1024);
     // The handles of the rules of each chain the edit changes, read from the kernel; the
     // loaded rules must be the old table's, as the edit names rules by their place in it.
