@@ -80,10 +80,13 @@ pub fn for_each<T: Send>(
     workers: usize,
     work: impl Fn(usize) -> Result<T> + Sync,
 ) -> Vec<Result<T>> {
+    if names.is_empty() {
+        return vec![];
+    }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<Result<T>>> = names.iter().map(|_| None).collect();
     std::thread::scope(|s| {
-        let threads: Vec<_> = (0..workers.clamp(1, names.len().max(1)))
+        let threads: Vec<_> = (0..workers.clamp(1, names.len()))
             .map(|_| {
                 s.spawn(|| {
                     let mut done = Vec::new();
