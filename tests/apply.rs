@@ -499,3 +499,134 @@ fn public_ips_and_route_table_associations_change_live() {
     assert_eq!(app_out(), "200");
     probe_passes(&lab);
 }
+
+/// The built-in lab with more instances in the web servers' group, each with sshd.
+fn with_web_instances(names: &[&str]) -> String {
+    let instances: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "  {n}:\n    subnet: public-2c\n    public_ip: auto\n    key_pair: aws-study\n    security_groups: [MyWebServer-SecurityGroup]\n    services: [ssh]\n"
+            )
+        })
+        .collect();
+    // After the built-in instances, so they keep their addresses (the web server 198.51.100.10).
+    let lab = BUILTIN.replace(
+        "\ndb_subnet_groups:",
+        &format!("{instances}\ndb_subnet_groups:"),
+    );
+    assert!(lab.len() > BUILTIN.len());
+    lab
+}
+
+const SSH_RULE: &str = "      - { type: ssh, source: my-ip }\n";
+
+/// The lab table of `node`, as `nft -a list table` prints it.
+fn nft_table(lab: &Lab, node: &str) -> String {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns(node), "nft", "-a", "list", "table"])
+        .args(["inet", "vpclab"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Rule lines without their handles and with their counters at zero.
+fn without_handles_and_counts(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .map(|l| {
+            let l = l.split(" # handle ").next().unwrap();
+            match (l.find("counter packets "), l.find(" bytes ")) {
+                (Some(a), Some(b)) if b > a => {
+                    let after =
+                        l[b + " bytes ".len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+                    format!("{}counter{after}", &l[..a])
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// `(comment, handle)` of every rule of a listing.
+fn handles(table: &str) -> Vec<(String, String)> {
+    table
+        .lines()
+        .filter_map(|l| {
+            let (rule, handle) = l.split_once(" # handle ")?;
+            let comment = rule.split_once("comment ")?.1;
+            Some((comment.to_string(), handle.to_string()))
+        })
+        .collect()
+}
+
+/// A rule added to a group reaches each member's table in place: the rules that stay keep
+/// their kernel handles and counts (the table was not loaded again), and the edited table
+/// lists exactly like that of an instance launched into the group by the same apply.
+#[test]
+fn a_security_group_rule_edits_member_tables_in_place() {
+    require_root!();
+    let files = Files::new("t-apinpl");
+    let without = files.write("without-ssh.yaml", &BUILTIN.replace(SSH_RULE, ""));
+    let with = files.write("with-ssh.yaml", &with_web_instances(&["extra"]));
+    let lab = Lab::up(Some(without.to_str().unwrap()), "t-apinpl");
+    let before = nft_table(&lab, "web");
+    let out = applied(&lab, &with);
+    assert!(out.contains("+ inbound tcp 22 from my-ip"), "{out}");
+    let after = nft_table(&lab, "web");
+    let (kept, added) = (handles(&before), handles(&after));
+    assert_eq!(added.len(), kept.len() + 1, "{after}");
+    for rule in &kept {
+        assert!(added.contains(rule), "{rule:?} was loaded again:\n{after}");
+    }
+    assert_eq!(
+        without_handles_and_counts(&after),
+        without_handles_and_counts(&nft_table(&lab, "extra")),
+        "edited in place and loaded fresh list alike"
+    );
+    assert!(can_connect(&lab, "my-laptop", "198.51.100.10:22"));
+    drop(lab);
+    assert_eq!(common::leftovers("t-apinpl"), Vec::<String>::new());
+}
+
+/// A group's rule change when one member's namespace is gone: the other members get the
+/// rule, the apply names the namespace that failed and points at `repair`, and `repair`
+/// brings the whole lab to the file.
+#[test]
+fn a_member_that_cannot_be_changed_is_reported_and_repair_converges() {
+    require_root!();
+    let files = Files::new("t-apfail");
+    let with = with_web_instances(&["extra1", "extra2"]);
+    let without = files.write("without-ssh.yaml", &with.replace(SSH_RULE, ""));
+    let with = files.write("with-ssh.yaml", &with);
+    let lab = Lab::up(Some(without.to_str().unwrap()), "t-apfail");
+    let gone = lab.ns("extra2");
+    let o = std::process::Command::new("ip")
+        .args(["netns", "delete", &gone])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = apply(&lab, &with, &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains(&format!("{gone}: ")), "{t}");
+    assert!(t.contains("sudo vpclab repair t-apfail"), "{t}");
+    assert!(
+        can_connect(&lab, "my-laptop", "198.51.100.10:22"),
+        "the members that could be changed were"
+    );
+    assert!(nft_table(&lab, "extra1").contains("SSH 22 from my IP"));
+
+    let r = vpclab().args(["repair", &lab.name]).output().unwrap();
+    assert!(r.status.success(), "{}", text(&r));
+    assert!(nft_table(&lab, "extra2").contains("SSH 22 from my IP"));
+    probe_passes(&lab);
+    let again = apply(&lab, &with, &[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no changes"));
+    drop(lab);
+    assert_eq!(common::leftovers("t-apfail"), Vec::<String>::new());
+}

@@ -20,6 +20,7 @@ pub mod mount_template;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod nftnl;
 pub mod observe;
 pub mod process;
 pub mod sysctl;

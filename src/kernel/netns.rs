@@ -71,6 +71,54 @@ pub fn run_in<T: Send>(ns: &File, f: impl FnOnce() -> Result<T> + Send) -> Resul
     })
 }
 
+/// Runs `work(i)` inside namespace `names[i]` for every `i`, on at most `workers` threads
+/// that each enter one namespace after another: a namespace costs a `setns`, not a thread,
+/// and the namespaces are worked on side by side. The threads exist for this call only, so
+/// none goes back to other work in a lab namespace. Results come back in `names`' order.
+pub fn for_each<T: Send>(
+    names: &[&str],
+    workers: usize,
+    work: impl Fn(usize) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    if names.is_empty() {
+        return vec![];
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<T>>> = names.iter().map(|_| None).collect();
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..workers.clamp(1, names.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(name) = names.get(i) else { break };
+                        let entered = open(name).and_then(|ns| {
+                            setns(&ns, CloneFlags::CLONE_NEWNET)
+                                .with_context(|| format!("enter network namespace {name}"))
+                        });
+                        done.push((i, entered.and_then(|()| work(i))));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for t in threads {
+            // A thread that panicked leaves its namespaces without a result (below).
+            for (i, r) in t.join().unwrap_or_default() {
+                results[i] = Some(r);
+            }
+        }
+    });
+    results
+        .into_iter()
+        .zip(names)
+        .map(|(r, name)| {
+            r.unwrap_or_else(|| bail!("the thread working in namespace {name} panicked"))
+        })
+        .collect()
+}
+
 /// Moves the calling thread into namespace `ns` (an open handle) for the rest of its
 /// life: for a long-lived thread started for work that all belongs in the namespace (the
 /// supervisor's health monitor). The thread never moves back, so a thread that goes on to
