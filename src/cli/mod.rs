@@ -8,6 +8,7 @@ mod down;
 mod drill;
 mod drill_writer;
 mod exec;
+mod export;
 mod flowlogs;
 mod instance;
 mod ls;
@@ -66,6 +67,9 @@ enum Command {
     Status(status::Args),
     /// List the labs on this machine
     Ls(ls::Args),
+    /// Print a running lab as a lab file that `validate` accepts and `up` rebuilds, however
+    /// the lab was made
+    Export(export::Args),
     /// Run a command inside a node's namespaces, with its own resolv.conf, hosts and hostname (root)
     Exec(exec::Args),
     /// Stop an instance: its services stop, an auto-assigned public IP is released (root)
@@ -114,6 +118,7 @@ pub fn run() -> ExitCode {
         Command::Repair(a) => repair::run(a),
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
+        Command::Export(a) => export::run(a),
         Command::Exec(a) => exec::run(a),
         Command::Stop(a) => instance::stop(a),
         Command::Start(a) => instance::start(a),
