@@ -177,7 +177,9 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
 /// `i-` and 17 lowercase hex digits: the shape of an EC2 instance ID.
 pub fn is_instance_id(s: &str) -> bool {
     s.strip_prefix("i-").is_some_and(|h| {
-        h.len() == 17 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 17
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 

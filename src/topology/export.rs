@@ -107,7 +107,10 @@ pub fn to_yaml(lab: &Lab) -> String {
                 .map(|s| lab.subnets[*s].name.clone())
                 .collect();
             w.line(2, &format!("subnets: {}", list(&subnets)));
-            for (word, rules, inbound) in [("inbound", &a.inbound, true), ("outbound", &a.outbound, false)] {
+            for (word, rules, inbound) in [
+                ("inbound", &a.inbound, true),
+                ("outbound", &a.outbound, false),
+            ] {
                 if rules.is_empty() {
                     continue;
                 }
@@ -176,7 +179,10 @@ pub fn to_yaml(lab: &Lab) -> String {
                 w.line(2, &format!("master_password: {}", q(p)));
             }
             w.line(2, &format!("database_name: {}", q(&d.database_name)));
-            w.line(2, &format!("publicly_accessible: {}", d.publicly_accessible));
+            w.line(
+                2,
+                &format!("publicly_accessible: {}", d.publicly_accessible),
+            );
             let groups = group_list(lab, &d.security_groups);
             w.line(2, &format!("security_groups: {groups}"));
             w.line(2, &format!("port: {}", d.port));
@@ -334,12 +340,8 @@ fn group_list(lab: &Lab, groups: &[usize]) -> String {
 /// A string as a YAML scalar: plain when it can only be read back as that same string,
 /// else double-quoted (JSON's escaping is valid YAML).
 fn q(s: &str) -> String {
-    let plain = s
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && s
-            .chars()
+    let plain = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
         && !is_yaml_keyword_or_number(s);
     if plain {
@@ -379,7 +381,11 @@ mod tests {
             let text = to_yaml(&lab);
             let (again, d) = check(&text, &Source::Builtin, None);
             let again = again.unwrap_or_else(|| {
-                panic!("{}: export does not validate:\n{}\n{text}", path.display(), d.render("export"))
+                panic!(
+                    "{}: export does not validate:\n{}\n{text}",
+                    path.display(),
+                    d.render("export")
+                )
             });
             // Expectations record their line in the file, which export moves.
             let without_lines = |l: &Lab| {
