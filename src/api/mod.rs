@@ -3,7 +3,11 @@
 //! desired labs, which then goes the one way every lab change goes: validate, plan, diff,
 //! apply. Answers are EC2's XML.
 
+pub mod account;
+pub mod actions;
 pub mod error;
 pub mod query;
+pub mod server;
+pub mod service;
 pub mod sigv4;
 pub mod xml;

@@ -18,6 +18,7 @@ mod probe;
 mod reach;
 mod reboot;
 mod repair;
+mod serve;
 mod ssh;
 mod status;
 mod supervise;
@@ -63,6 +64,9 @@ enum Command {
     /// Make a running lab what its recorded state says again: namespaces, links, routes,
     /// nftables, services, database servers, the supervisor, an unfinished apply (root)
     Repair(repair::Args),
+    /// Serve the EC2 API (as the AWS CLI and SDKs call it) for this machine's labs: every
+    /// call changes the real namespaces (root)
+    Serve(serve::Args),
     /// Show a running lab, checked against the kernel
     Status(status::Args),
     /// List the labs on this machine
@@ -116,6 +120,7 @@ pub fn run() -> ExitCode {
         Command::Apply(a) => apply::run(a),
         Command::Down(a) => down::run(a),
         Command::Repair(a) => repair::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
         Command::Export(a) => export::run(a),

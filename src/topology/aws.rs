@@ -174,13 +174,16 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
     h
 }
 
-/// `i-` and 17 lowercase hex digits: the shape of an EC2 instance ID.
-pub fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|h| {
-        h.len() == 17
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+/// `PREFIX-` and 17 lowercase hex digits: the shape of an EC2 resource ID (`i-0…`,
+/// `subnet-0…`).
+pub fn is_id(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|h| {
+            h.len() == 17
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
 }
 
 /// The 12-character id in RDS endpoints (per account and region on AWS; per lab here).

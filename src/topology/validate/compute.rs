@@ -58,7 +58,7 @@ impl AddressedInstance {
         Instance {
             // An instance made through the EC2 API is named by its ID; one from a lab
             // file gets an ID derived from its names, the same on every run.
-            id: if crate::topology::aws::is_instance_id(&i.name) {
+            id: if crate::topology::aws::is_id("i", &i.name) {
                 i.name.clone()
             } else {
                 format!("i-0{:016x}", stable_hash(&[lab_name, &i.name]))
