@@ -1,6 +1,6 @@
 //! Key pairs and instances. An instance is the lab's: RunInstances adds it to the lab
 //! (its services from a `vpclab:services` tag, sshd alone by default, as an Amazon Linux
-//! AMI boots), Stop and Start are `vpclab stop` and `vpclab start`, and TerminateInstances
+//! AMI boots, when it has a key pair), Stop and Start are `vpclab stop` and `vpclab start`, and TerminateInstances
 //! removes it from the lab. Image and type are recorded, not modelled.
 
 use super::edit;
@@ -244,7 +244,9 @@ impl Service {
         let tags = p.tag_specifications("instance")?;
         let services = match tags.iter().find(|(k, _)| k == SERVICES_TAG) {
             Some((_, v)) => parse_services(v)?,
-            None => vec![Svc::Ssh],
+            // sshd, as an Amazon Linux AMI boots, when there is a key to log in with.
+            None if key.is_some() => vec![Svc::Ssh],
+            None => vec![],
         };
         // awscli moves `--private-ip-address` into the interface's address list when it
         // builds a NetworkInterface (for `--associate-public-ip-address`).
