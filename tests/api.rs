@@ -518,7 +518,13 @@ fn the_write_up_vpc_built_with_the_aws_cli_carries_real_traffic() {
     let script = "import boto3,os\nec2=boto3.client('ec2',endpoint_url=os.environ['ENDPOINT'])\n\
 r=ec2.describe_instances(Filters=[{'Name':'vpc-id','Values':[os.environ['VPC']]}])\n\
 print(sorted(i['InstanceId'] for res in r['Reservations'] for i in res['Instances']))\n";
-    let mut c = Command::new("python3");
+    // boto3 as `scripts/setup.sh --test` installs it, else whatever python3 has.
+    let venv = Path::new("/opt/vpclab/venv/bin/python3");
+    let mut c = Command::new(if venv.exists() {
+        venv
+    } else {
+        Path::new("python3")
+    });
     s.env(&mut c);
     let o = c.env("VPC", &vpc).args(["-c", script]).output().unwrap();
     if String::from_utf8_lossy(&o.stderr).contains("No module named 'boto3'") {
