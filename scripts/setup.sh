@@ -5,7 +5,8 @@
 # what is missing. Must run as root.
 #
 #   scripts/setup.sh            runtime + build
-#   scripts/setup.sh --test     also what the tests need (tshark, vagrant)
+#   scripts/setup.sh --test     also what the tests need (tshark, vagrant, the AWS CLI,
+#                               boto3 in /opt/vpclab/venv)
 #   scripts/setup.sh --bench    also what the benchmarks need (mininet, iperf3, hyperfine)
 set -euo pipefail
 
@@ -31,7 +32,7 @@ packages=(
   dnsutils curl ca-certificates
   build-essential pkg-config
 )
-[ "$want_test" = 1 ] && packages+=(tshark vagrant librsvg2-bin)
+[ "$want_test" = 1 ] && packages+=(tshark vagrant librsvg2-bin awscli python3-venv)
 [ "$want_bench" = 1 ] && packages+=(mininet bridge-utils iperf3 hyperfine)
 
 missing=()
@@ -58,6 +59,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -q
     apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
+fi
+
+# boto3, for the EC2 API tests' SDK script: Debian's python3-boto3 lags the AWS CLI, so
+# it comes from PyPI into a virtual environment of its own (the system Python stays as is).
+if [ "$want_test" = 1 ] && [ ! -x /opt/vpclab/venv/bin/python3 ]; then
+  echo "setup.sh: installing boto3 into /opt/vpclab/venv"
+  python3 -m venv /opt/vpclab/venv
+  /opt/vpclab/venv/bin/pip install -q boto3
 fi
 
 # Rust: the project uses edition 2024, newer than Debian's packaged rustc.

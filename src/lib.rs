@@ -8,6 +8,7 @@
 //! call the validator and the planner directly.
 
 pub mod analyze;
+pub mod api;
 pub mod cidr;
 pub mod cli;
 pub mod diagram;

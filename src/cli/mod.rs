@@ -8,6 +8,7 @@ mod down;
 mod drill;
 mod drill_writer;
 mod exec;
+mod export;
 mod flowlogs;
 mod instance;
 mod ls;
@@ -17,6 +18,7 @@ mod probe;
 mod reach;
 mod reboot;
 mod repair;
+mod serve;
 mod ssh;
 mod status;
 mod supervise;
@@ -62,10 +64,16 @@ enum Command {
     /// Make a running lab what its recorded state says again: namespaces, links, routes,
     /// nftables, services, database servers, the supervisor, an unfinished apply (root)
     Repair(repair::Args),
+    /// Serve the EC2 API (as the AWS CLI and SDKs call it) for this machine's labs: every
+    /// call changes the real namespaces (root)
+    Serve(serve::Args),
     /// Show a running lab, checked against the kernel
     Status(status::Args),
     /// List the labs on this machine
     Ls(ls::Args),
+    /// Print a running lab as a lab file that `validate` accepts and `up` rebuilds, however
+    /// the lab was made
+    Export(export::Args),
     /// Run a command inside a node's namespaces, with its own resolv.conf, hosts and hostname (root)
     Exec(exec::Args),
     /// Stop an instance: its services stop, an auto-assigned public IP is released (root)
@@ -112,8 +120,10 @@ pub fn run() -> ExitCode {
         Command::Apply(a) => apply::run(a),
         Command::Down(a) => down::run(a),
         Command::Repair(a) => repair::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Status(a) => status::run(a),
         Command::Ls(a) => ls::run(a),
+        Command::Export(a) => export::run(a),
         Command::Exec(a) => exec::run(a),
         Command::Stop(a) => instance::stop(a),
         Command::Start(a) => instance::start(a),

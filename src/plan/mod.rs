@@ -207,7 +207,11 @@ impl Plan {
 }
 
 /// Deterministic AWS-looking ids (`vpc-0…`, `subnet-0…`, `igw-0…`) for the console view.
+/// An object the EC2 API made without a `Name` tag is named by its ID, which it keeps.
 pub fn aws_id(prefix: &str, lab: &str, name: &str) -> String {
+    if crate::topology::aws::is_id(prefix, name) {
+        return name.to_string();
+    }
     let h = crate::topology::aws::stable_hash(&[prefix, lab, name]);
     format!("{prefix}-0{:016x}", h)
 }

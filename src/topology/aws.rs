@@ -174,6 +174,18 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
     h
 }
 
+/// `PREFIX-` and 17 lowercase hex digits: the shape of an EC2 resource ID (`i-0…`,
+/// `subnet-0…`).
+pub fn is_id(prefix: &str, s: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|h| {
+            h.len() == 17
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
 /// The 12-character id in RDS endpoints (per account and region on AWS; per lab here).
 pub fn endpoint_id(lab: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod diag;
+pub mod export;
 pub mod file;
 pub mod model;
 mod validate;

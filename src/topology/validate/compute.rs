@@ -56,7 +56,13 @@ impl AddressedInstance {
             },
         };
         Instance {
-            id: format!("i-0{:016x}", stable_hash(&[lab_name, &i.name])),
+            // An instance made through the EC2 API is named by its ID; one from a lab
+            // file gets an ID derived from its names, the same on every run.
+            id: if crate::topology::aws::is_id("i", &i.name) {
+                i.name.clone()
+            } else {
+                format!("i-0{:016x}", stable_hash(&[lab_name, &i.name]))
+            },
             name: i.name,
             subnet: i.subnet,
             private_ip: self.private_ip,

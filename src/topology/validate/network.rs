@@ -366,8 +366,10 @@ impl Validator {
                 flow_logs: s.flow_logs.as_ref().map(|fl| self.flow_logs(fl)),
             });
         }
+        // A VPC without subnets is valid on AWS (and what CreateVpc makes): the lab then
+        // has its VPC router and nothing else, which is rarely what a file means.
         if f.subnets.is_empty() {
-            self.err(
+            self.d.warning(
                 loc(&f.region),
                 "the lab has no subnets",
                 "add a `subnets:` map, e.g. `public-2a: { az: ap-northeast-2a, cidr: 10.0.0.0/24, route_table: public }`",
