@@ -5,6 +5,7 @@
 use super::state::{self, State};
 use crate::kernel::{netns, process};
 use crate::plan::names::{lab_of_namespace, namespace_prefix};
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct DownReport {
@@ -95,10 +96,31 @@ pub fn down(lab: &str) -> DownReport {
 
     let dir = state::dir(lab);
     if dir.exists() {
-        match std::fs::remove_dir_all(&dir) {
+        match remove_state_dir(&dir) {
             Ok(()) => r.state_dir = true,
             Err(e) => r.failures.push(format!("remove {}: {e}", dir.display())),
         }
     }
     r
+}
+
+/// Threads deleting the hosts' folders side by side.
+const REMOVERS: usize = 16;
+
+/// Removes a lab's state dir, the hosts' folders (some 20 files each) on several threads:
+/// on a file system that discards every freed block synchronously (an ext4 mounted with
+/// `discard` holding /run), one thread deleting 1,000 hosts' files waited 20 s on the disk.
+fn remove_state_dir(dir: &Path) -> std::io::Result<()> {
+    let hosts: Vec<PathBuf> = match std::fs::read_dir(dir.join("hosts")) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    };
+    let per_thread = hosts.len().div_ceil(REMOVERS).max(1);
+    std::thread::scope(|s| {
+        for chunk in hosts.chunks(per_thread) {
+            // What fails here is found again, and reported, by the removal below.
+            s.spawn(move || chunk.iter().for_each(|h| drop(std::fs::remove_dir_all(h))));
+        }
+    });
+    std::fs::remove_dir_all(dir)
 }

@@ -23,6 +23,7 @@ use crate::topology::well_known::ROUTER;
 use anyhow::{Context, Result, bail};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 pub fn host_dir(state_dir: &Path, node: &str) -> PathBuf {
     state_dir.join("hosts").join(node)
@@ -99,11 +100,14 @@ pub fn start_services(
     running: &[(String, String)],
     template: &Proc,
     record: &mut dyn FnMut(&[Proc]) -> Result<()>,
-) -> Result<Vec<services::Spec>> {
+) -> Result<Started> {
+    let t = Instant::now();
     let specs: Vec<services::Spec> = prepare(lab, plan, state_dir, which)?
         .into_iter()
         .filter(|s| !running.contains(&(s.node.clone(), s.what.to_string())))
         .collect();
+    let files = t.elapsed();
+    let t = Instant::now();
     let mut started = Vec::new();
     let mut unrecorded = Vec::new();
     for spec in specs {
@@ -118,8 +122,26 @@ pub fn start_services(
     if !unrecorded.is_empty() {
         record(&unrecorded)?;
     }
-    services::wait_ready(&started, std::time::Duration::from_secs(10))?;
-    Ok(started.into_iter().map(|(s, _)| s).collect())
+    let start = t.elapsed();
+    let t = Instant::now();
+    services::wait_ready(&started, Duration::from_secs(10))?;
+    Ok(Started {
+        specs: started.into_iter().map(|(s, _)| s).collect(),
+        files,
+        start,
+        ready: t.elapsed(),
+    })
+}
+
+/// What `start_services` started, and where its time went.
+pub struct Started {
+    pub specs: Vec<services::Spec>,
+    /// Writing configurations, host keys and certificates.
+    pub files: Duration,
+    /// Starting the programs.
+    pub start: Duration,
+    /// Waiting until every one listens.
+    pub ready: Duration,
 }
 
 /// The lab's mount template, when its holder still runs.
@@ -181,7 +203,10 @@ fn prepare(
             .iter()
             .map(|h| {
                 let dir = host_dir(state_dir, &h.node);
-                s.spawn(move || services::prepare_host(lab, h, &dir, state_dir, account))
+                s.spawn(move || {
+                    ensure_host(h, &dir)?;
+                    services::prepare_host(lab, h, &dir, state_dir, account)
+                })
             })
             .collect();
         jobs.into_iter()

@@ -230,17 +230,25 @@ fn start_services(
     let started = if plan.hosts.iter().any(|h| !h.services.is_empty()) {
         let template = hosts::ensure_template(plan, st)?;
         st.save()?;
-        hosts::start_services(lab, plan, dir, &|_| true, &[], &template, &mut |ps| {
+        let s = hosts::start_services(lab, plan, dir, &|_| true, &[], &template, &mut |ps| {
             st.processes.extend_from_slice(ps);
             st.save()
-        })?
+        })?;
+        let phases = format!(
+            "; files {:.1} s, start {:.1} s, listening {:.1} s",
+            s.files.as_secs_f64(),
+            s.start.as_secs_f64(),
+            s.ready.as_secs_f64()
+        );
+        (s.specs, phases)
     } else {
-        Vec::new()
+        (Vec::new(), String::new())
     };
+    let (started, phases) = started;
     progress.done(
         "services",
         &format!(
-            "{} key pair{}, {}",
+            "{} key pair{}, {}{phases}",
             keys.len(),
             if keys.len() == 1 { "" } else { "s" },
             services_summary(&started)

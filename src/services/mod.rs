@@ -146,9 +146,9 @@ pub fn prepare_host(
     let https = h.services.contains(&Service::Https);
     if http || https {
         let web_dir = dir.join("nginx");
-        for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(web_dir.join("tmp").join(sub))?;
-        }
+        // One folder for all five kinds of temporary file: nginx numbers them from one
+        // counter, and each folder is one more file to make and delete per host.
+        std::fs::create_dir_all(web_dir.join("tmp"))?;
         let page = page_for(lab, h);
         std::fs::write(
             web_dir.join("nginx.conf"),

@@ -49,11 +49,11 @@ pub fn nginx_conf(dir: &Path, page: &Page, http: bool, https: bool) -> String {
          events {{ worker_connections 256; }}\n\
          http {{\n\
          \x20   access_log {d}/access.log;\n\
-         \x20   client_body_temp_path {d}/tmp/body;\n\
-         \x20   proxy_temp_path {d}/tmp/proxy;\n\
-         \x20   fastcgi_temp_path {d}/tmp/fastcgi;\n\
-         \x20   uwsgi_temp_path {d}/tmp/uwsgi;\n\
-         \x20   scgi_temp_path {d}/tmp/scgi;\n\
+         \x20   client_body_temp_path {d}/tmp;\n\
+         \x20   proxy_temp_path {d}/tmp;\n\
+         \x20   fastcgi_temp_path {d}/tmp;\n\
+         \x20   uwsgi_temp_path {d}/tmp;\n\
+         \x20   scgi_temp_path {d}/tmp;\n\
          \x20   server {{\n\
          {listen}\
          \x20       default_type text/html;\n\
