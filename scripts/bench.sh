@@ -24,8 +24,8 @@
 #            the same generated lab at 200, 400 and 1,000 instances, every one with sshd and
 #            nginx (scripts/gen-scale-lab.py N --services ssh,http), interleaved: the services
 #            step and up/down wall times, time per instance (1,000 within 1.5x of 200), up of
-#            1,000 ready for probes (<= 10 s), down (<= 3 s), memory per instance, and ssh +
-#            http to 50 random instances right after up (no failure allowed)
+#            1,000 ready for probes (<= 10 s), down (<= 3 s), memory (PSS) and processes per
+#            instance, and ssh + http to 50 random instances right after up (no failure allowed)
 #   apply    vpclab apply on running labs: one security-group rule on labs/scale-1000.yaml (<= 50 ms)
 #            against down + up of the same lab, one instance with sshd and nginx added to the
 #            built-in lab (<= 300 ms), a no-change apply on the 1,000-instance lab (<= 100 ms)
@@ -438,16 +438,33 @@ for h in random.sample(hosts[1:], min(int(sys.argv[2]), len(hosts) - 1)):
     echo "$ok $bad"
 }
 
-# MemAvailable in KiB, from /proc/meminfo.
-mem_available() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
+# lab_memory LAB -> "PSS_KIB PROCESSES": the proportional set size of every process in the
+# lab's namespaces (shared pages split between their users), and how many there are.
+lab_memory() {
+    python3 - "$1" <<'PY'
+import glob, os, sys
+inodes = {os.stat(p).st_ino for p in glob.glob(f"/run/netns/vpclab-{sys.argv[1]}.*")}
+pss = procs = 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if os.stat(f"/proc/{pid}/ns/net").st_ino not in inodes:
+            continue
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            pss += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        procs += 1
+    except (OSError, StopIteration):
+        pass
+print(pss, procs)
+PY
+}
 
 section_services_scale() {
-    local sizes=(200 400 1000) n r u d s m before after probes
+    local sizes=(200 400 1000) n r u d s m p pss procs ok bad
     say ""
     say "== services-scale: scripts/gen-scale-lab.py N --services ssh,http at ${sizes[*]} instances, interleaved"
     say "   vpclab up --name benchsvcN FILE (services step from stderr); 50 random instances probed"
-    say "   (ssh + http from the first instance) right after up; memory = drop of MemAvailable; vpclab down"
-    declare -A SVC UPS DOWNS MEM
+    say "   (ssh + http from the first instance) right after up; memory = PSS of the lab's processes; vpclab down"
+    declare -A SVC UPS DOWNS MEM PROCS
     for n in "${sizes[@]}"; do
         python3 "$ROOT/scripts/gen-scale-lab.py" "$n" --services ssh,http >"$TMP/svc-$n.yaml" || die "gen-scale-lab.py $n"
         "$VPCLAB" plan --json "$TMP/svc-$n.yaml" >"$TMP/svc-$n.plan.json" || die "vpclab plan $n"
@@ -457,28 +474,28 @@ section_services_scale() {
     for ((r = 1; r <= RUNS; r++)); do
         for n in "${sizes[@]}"; do
             LABS_UP+=("benchsvc$n")
-            sync; before=$(mem_available)
             timed u "$VPCLAB" up --name "benchsvc$n" "$TMP/svc-$n.yaml" >/dev/null 2>"$TMP/up.err" \
                 || { cat "$TMP/up.err" >&2; die "vpclab up benchsvc$n failed"; }
-            after=$(mem_available)
             read -r ok bad < <(sample_probes "benchsvc$n" "$TMP/svc-$n.plan.json" 50)
             failures=$((failures + bad)); sampled=$((sampled + ok + bad))
             s=$(sed -n 's/^ *services .*(\([0-9]*\) ms)$/\1/p' "$TMP/up.err" | awk '{ printf "%.3f", $1 / 1000 }')
-            m=$(( (before - after) / n ))
+            read -r pss procs < <(lab_memory "benchsvc$n")
+            m=$((pss / n)) p=$(awk -v p="$procs" -v n="$n" 'BEGIN { printf "%.2f", p / n }')
             timed d "$VPCLAB" down "benchsvc$n" >/dev/null || die "vpclab down benchsvc$n failed"
-            SVC[$n]+="$s " UPS[$n]+="$u " DOWNS[$n]+="$d " MEM[$n]+="$m "
-            say "  run $r/$RUNS, $n instances: services step $s s, up $u s, down $d s, ~$m KiB/instance, probes $ok ok $bad failed"
+            SVC[$n]+="$s " UPS[$n]+="$u " DOWNS[$n]+="$d " MEM[$n]+="$m " PROCS[$n]+="$p "
+            say "  run $r/$RUNS, $n instances: services step $s s, up $u s, down $d s, $m KiB PSS and $p processes per instance, probes $ok ok $bad failed"
             pause
         done
     done
     PAUSE=2
-    local per200 per1000 ms mu md mm per
+    local per200 per1000 ms mu md mm mp per
     for n in "${sizes[@]}"; do
-        ms=$(median ${SVC[$n]}); mu=$(median ${UPS[$n]}); md=$(median ${DOWNS[$n]}); mm=$(median ${MEM[$n]})
+        ms=$(median ${SVC[$n]}); mu=$(median ${UPS[$n]}); md=$(median ${DOWNS[$n]})
+        mm=$(median ${MEM[$n]}); mp=$(median ${PROCS[$n]})
         per=$(awk -v s="$ms" -v n="$n" 'BEGIN { printf "%.3f", s * 1000 / n }')
         [[ $n == 200 ]] && per200=$per
         [[ $n == 1000 ]] && per1000=$per
-        say "  median of $RUNS at $n: services step $ms s ($per ms per instance), up $mu s, down $md s, ~$mm KiB per instance"
+        say "  median of $RUNS at $n: services step $ms s ($per ms per instance), up $mu s, down $md s, $mm KiB PSS and $mp processes per instance"
         record services-scale "services step, $n instances" "$ms" s "$RUNS" - ${SVC[$n]}
         record services-scale "services step per instance, $n" "$per" ms "$RUNS" -
         if [[ $n == 1000 ]]; then
@@ -488,7 +505,8 @@ section_services_scale() {
             record services-scale "up, $n instances with sshd+nginx, ready" "$mu" s "$RUNS" - ${UPS[$n]}
             record services-scale "down, $n instances with sshd+nginx" "$md" s "$RUNS" - ${DOWNS[$n]}
         fi
-        record services-scale "memory per instance, $n" "$mm" KiB "$RUNS" - ${MEM[$n]}
+        record services-scale "memory (PSS) per instance, $n" "$mm" KiB "$RUNS" - ${MEM[$n]}
+        record services-scale "processes per instance, $n" "$mp" - "$RUNS" - ${PROCS[$n]}
     done
     local growth; growth=$(ratio "$per1000" "$per200")
     say "  per-instance time, 1,000 / 200: ${growth}x (linear: <= 1.5); probes: $sampled made, $failures failed"

@@ -13,8 +13,8 @@ Shape (N=1000 gives labs/scale-1000.yaml byte for byte):
   * one NAT gateway in public-a0 with an Elastic IP, two security groups (web, app; app
     admits port 8080 from members of web), two internet hosts.
   * --services LIST gives every instance those services (`services: [ssh, http]`), for
-    the benchmark of starting many servers (with http, app also admits http from the VPC,
-    so every server can be reached); without it instances only route packets.
+    the benchmark of starting many servers (both groups then admit those services from
+    the VPC, so every server can be reached); without it instances only route packets.
 """
 import sys
 
@@ -68,6 +68,8 @@ def generate(n: int, services: list[str]) -> str:
     w("    inbound:")
     w("      - { type: http, source: 0.0.0.0/0 }")
     w("      - { type: ssh, source: my-ip }")
+    if "ssh" in services:
+        w("      - { type: ssh, source: 10.20.0.0/16 }")
     w("  app:")
     w("    inbound:")
     w("      - { protocol: tcp, port: 8080, source: web }")
