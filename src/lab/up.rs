@@ -12,7 +12,7 @@ use crate::services;
 use crate::topology::Loaded;
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Test hook: `VPCLAB_FAULT=fail:STEP` makes `up` fail at checkpoint STEP (to test
 /// rollback), `kill:STEP` makes it SIGKILL itself there (to test crash recovery).
@@ -234,12 +234,17 @@ fn start_services(
             st.processes.extend_from_slice(ps);
             st.save()
         })?;
-        let phases = format!(
-            "; files {:.1} s, start {:.1} s, listening {:.1} s",
-            s.files.as_secs_f64(),
-            s.start.as_secs_f64(),
-            s.ready.as_secs_f64()
-        );
+        // Where the time went, once there is some to speak of.
+        let phases = if t.elapsed() >= Duration::from_secs(1) {
+            format!(
+                "; files {:.1} s, start {:.1} s, listening {:.1} s",
+                s.files.as_secs_f64(),
+                s.start.as_secs_f64(),
+                s.ready.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
         (s.specs, phases)
     } else {
         (Vec::new(), String::new())
