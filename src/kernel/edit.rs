@@ -114,6 +114,11 @@ pub fn apply(old: &Plan, new: &Plan, d: &PlanDelta) -> Result<()> {
         })
         .with_context(|| format!("replace the firewall of {}", c.name))?;
     }
+    for c in &d.change_namespaces {
+        if let Some(change) = &c.flow_log {
+            super::flow::change(&c.name, change)?;
+        }
+    }
     Ok(())
 }
 

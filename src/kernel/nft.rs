@@ -5,6 +5,7 @@
 use crate::plan::firewall::{
     Addr, Chain, CtState, Family, Hook, L4, Match, Policy, Rule, Set, TABLE, Table, Verdict,
 };
+use crate::plan::flowlogs::{FlowSet, Key, KeyField};
 use anyhow::{Context, Result, bail};
 use nftables::expr::{self, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
 use nftables::schema::{self, NfListObject, NfObject, Nftables, SetType, SetTypeValue};
@@ -36,6 +37,9 @@ pub fn batch(t: &Table) -> Nftables<'static> {
     for s in &t.sets {
         objs.push(add(NfListObject::Set(Box::new(set(fam, s)))));
     }
+    for s in &t.flow_sets {
+        objs.push(add(NfListObject::Set(Box::new(flow_set(fam, s)))));
+    }
     for c in &t.chains {
         objs.push(add(NfListObject::Chain(chain(fam, t, c))));
         for r in &c.rules {
@@ -65,7 +69,38 @@ fn set(fam: NfFamily, s: &Set) -> schema::Set<'static> {
     }
 }
 
+/// A flow set: elements are added by rules, each with its own counter (the counter is
+/// the rule's, see `json`), so the set itself is declared bare; nft makes it dynamic.
+fn flow_set(fam: NfFamily, s: &FlowSet) -> schema::Set<'static> {
+    let types: Vec<SetType> = s
+        .key
+        .types()
+        .into_iter()
+        .map(|t| match t {
+            "ipv4_addr" => SetType::Ipv4Addr,
+            "inet_proto" => SetType::InetProto,
+            _ => SetType::InetService,
+        })
+        .collect();
+    schema::Set {
+        family: fam,
+        table: TABLE.into(),
+        name: s.name.clone().into(),
+        set_type: SetTypeValue::Concatenated(Cow::Owned(types)),
+        size: Some(s.size()),
+        ..Default::default()
+    }
+}
+
 fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
+    let Some(hook) = c.hook else {
+        return schema::Chain {
+            family: fam,
+            table: TABLE.into(),
+            name: c.name.clone().into(),
+            ..Default::default()
+        };
+    };
     schema::Chain {
         family: fam,
         table: TABLE.into(),
@@ -75,14 +110,14 @@ fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
         } else {
             NfChainType::Filter
         }),
-        hook: Some(match c.hook {
+        hook: Some(match hook {
             Hook::Prerouting => NfHook::Prerouting,
             Hook::Input => NfHook::Input,
             Hook::Forward => NfHook::Forward,
             Hook::Output => NfHook::Output,
             Hook::Postrouting => NfHook::Postrouting,
         }),
-        prio: Some(c.hook.priority()),
+        prio: Some(hook.priority()),
         policy: Some(match c.policy {
             Policy::Accept => NfChainPolicy::Accept,
             Policy::Drop => NfChainPolicy::Drop,
@@ -93,8 +128,24 @@ fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
 
 fn rule(fam: NfFamily, t: &Table, chain: &str, r: &Rule) -> schema::Rule<'static> {
     let mut expr: Vec<Statement<'static>> = r.matches.iter().map(matches).collect();
-    // Every rule counts: `trace` reads the counters to say which rule saw a packet.
-    expr.push(Statement::Counter(Counter::Anonymous(None)));
+    // `trace` reads the counters to say which rule saw a packet.
+    if r.counts() {
+        expr.push(Statement::Counter(Counter::Anonymous(None)));
+    }
+    if let Verdict::RecordDrop(name) = &r.verdict {
+        let key = t
+            .flow_sets
+            .iter()
+            .find(|s| &s.name == name)
+            .map_or(Key::NoPorts, |s| s.key);
+        expr.push(Statement::Set(stmt::Set {
+            op: stmt::SetOp::Add,
+            elem: Expression::Named(NamedExpression::Concat(
+                key.fields().iter().map(|f| key_field(*f)).collect(),
+            )),
+            set: format!("@{name}").into(),
+        }));
+    }
     expr.push(if t.stateless {
         rewrite(&r.verdict)
     } else {
@@ -183,6 +234,20 @@ fn matches(m: &Match) -> Statement<'static> {
     }
 }
 
+fn key_field(f: KeyField) -> Expression<'static> {
+    match f {
+        KeyField::Saddr => field("ip", "saddr"),
+        KeyField::Daddr => field("ip", "daddr"),
+        KeyField::Protocol => meta(MetaKey::L4proto),
+        KeyField::Sport => field("th", "sport"),
+        KeyField::Dport => field("th", "dport"),
+        KeyField::Nexthop => Expression::Named(NamedExpression::RT(expr::RT {
+            key: expr::RTKey::NextHop,
+            family: Some(expr::RTFamily::IP),
+        })),
+    }
+}
+
 fn ct(c: CtState) -> &'static str {
     c.as_str()
 }
@@ -210,6 +275,30 @@ fn verdict(v: &Verdict) -> Statement<'static> {
             port: None,
             flags: None,
         })),
+        Verdict::Goto(chain) => Statement::Goto(stmt::JumpTarget {
+            target: chain.clone().into(),
+        }),
+        Verdict::DeviceMap { output, chains } => Statement::VerdictMap(stmt::VerdictMap {
+            key: meta(if *output {
+                MetaKey::Oifname
+            } else {
+                MetaKey::Iifname
+            }),
+            data: Expression::Named(NamedExpression::Set(
+                chains
+                    .iter()
+                    .map(|(dev, chain)| {
+                        expr::SetItem::Mapping(
+                            Expression::String(dev.clone().into()),
+                            Expression::Verdict(expr::Verdict::Goto(stmt::JumpTarget {
+                                target: chain.clone().into(),
+                            })),
+                        )
+                    })
+                    .collect(),
+            )),
+        }),
+        Verdict::RecordDrop(_) => Statement::Drop(None),
     }
 }
 
@@ -283,12 +372,33 @@ fn replacement(t: &Table) -> Nftables<'static> {
 }
 
 fn run_nft(batch: &Nftables) -> Result<()> {
+    let json = json(batch);
     if super::libnft::available() {
-        let json = serde_json::to_string(batch).expect("nftables JSON serializes");
         return super::libnft::run(&json);
     }
-    let payload = serde_json::to_vec(batch).expect("nftables JSON serializes");
-    feed_nft(&["-j", "-f", "-"], &payload, "the ruleset")
+    feed_nft(&["-j", "-f", "-"], json.as_bytes(), "the ruleset")
+}
+
+/// The batch as nft's JSON. The nftables crate has no way to give a set statement its own
+/// counter (`add @set { key counter }`, one counter per element), which flow sets need, so
+/// every set statement gets it here: the only set statements in a lab's tables are the
+/// ones that record flows.
+fn json(batch: &Nftables) -> String {
+    let mut v = serde_json::to_value(batch).expect("nftables JSON serializes");
+    let rules = v["nftables"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(|cmd| cmd.pointer_mut("/add/rule/expr"))
+        .filter_map(|e| e.as_array_mut());
+    for expr in rules {
+        for statement in expr.iter_mut().filter_map(|s| s.get_mut("set")) {
+            if statement.get("op").is_some() {
+                statement["stmt"] = serde_json::json!([{ "counter": null }]);
+            }
+        }
+    }
+    v.to_string()
 }
 
 /// Runs `nft ARGS` (in the calling thread's namespace, which the child inherits) with
@@ -354,10 +464,11 @@ mod tests {
                 name: "web".into(),
                 elements: vec!["10.0.2.238".parse().unwrap(), "10.0.0.10".parse().unwrap()],
             }],
+            flow_sets: vec![],
             chains: vec![
                 Chain {
                     name: "input".into(),
-                    hook: Hook::Input,
+                    hook: Some(Hook::Input),
                     policy: Policy::Drop,
                     rules: vec![
                         Rule {
@@ -381,7 +492,7 @@ mod tests {
                 },
                 Chain {
                     name: "postrouting".into(),
-                    hook: Hook::Postrouting,
+                    hook: Some(Hook::Postrouting),
                     policy: Policy::Accept,
                     rules: vec![Rule {
                         matches: vec![

@@ -19,7 +19,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use delta::{FirewallChange, HostDelta, NetnsDelta, PlanDelta, delta};
+pub use delta::{FirewallChange, FlowLogChange, HostDelta, NetnsDelta, PlanDelta, delta};
 
 use crate::topology::Lab;
 use serde::{Serialize, Serializer};
