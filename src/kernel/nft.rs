@@ -23,7 +23,8 @@ fn family(f: Family) -> NfFamily {
     }
 }
 
-/// One batch: the table, its sets, chains and rules, committed as one transaction.
+/// One batch: the table, its sets, its chains, then their rules, committed as one
+/// transaction.
 pub fn batch(t: &Table) -> Nftables<'static> {
     let fam = family(t.family);
     let mut objs: Vec<NfObject> = vec![NfObject::CmdObject(schema::NfCmd::Add(
@@ -40,8 +41,11 @@ pub fn batch(t: &Table) -> Nftables<'static> {
     for s in &t.flow_sets {
         objs.push(add(NfListObject::Set(Box::new(flow_set(fam, s)))));
     }
+    // Every chain before any rule: a rule may go on in a chain listed after its own.
     for c in &t.chains {
         objs.push(add(NfListObject::Chain(chain(fam, t, c))));
+    }
+    for c in &t.chains {
         for r in &c.rules {
             objs.push(add(NfListObject::Rule(rule(fam, t, &c.name, r))));
         }
@@ -564,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_adds_the_table_its_sets_then_each_chain_followed_by_its_rules() {
+    fn a_batch_adds_the_table_its_sets_its_chains_then_their_rules() {
         let b = batch(&small(false));
         assert_eq!(
             outline(&b),
@@ -572,9 +576,9 @@ mod tests {
                 o("add", "table", TABLE),
                 o("add", "set", "web"),
                 o("add", "chain", "input"),
-                o("add", "rule", "input"),
-                o("add", "rule", "input"),
                 o("add", "chain", "postrouting"),
+                o("add", "rule", "input"),
+                o("add", "rule", "input"),
                 o("add", "rule", "postrouting"),
             ]
         );
@@ -597,7 +601,7 @@ mod tests {
             ),
             (&json!("filter"), &json!("input"), &json!(0), &json!("drop"))
         );
-        let post = &cmds[5].2;
+        let post = &cmds[3].2;
         assert_eq!(
             (&post["type"], &post["hook"], &post["prio"], &post["policy"]),
             (

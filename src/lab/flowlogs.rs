@@ -31,8 +31,9 @@ use std::net::Ipv4Addr;
 /// made-up 12-digit one.
 pub const ACCOUNT_ID: &str = "123456789012";
 
-/// AWS never logs traffic to or from these (besides the Amazon DNS server at VPC+2): the
-/// DNS server's link-local address, instance metadata, the time service.
+/// AWS never logs traffic to or from these (besides the Amazon DNS server at VPC+2 and the
+/// VPC router's address in each subnet): the DNS server's link-local address, instance
+/// metadata, the time service.
 const UNLOGGED: [Ipv4Addr; 3] = [
     Ipv4Addr::new(169, 254, 169, 253),
     Ipv4Addr::new(169, 254, 169, 254),
@@ -208,9 +209,10 @@ pub struct Interface {
     pub flow_log: Option<FlowLogs>,
     #[serde(skip)]
     pub ns: String,
-    /// The Amazon DNS server at VPC+2, never logged.
+    /// Addresses whose traffic AWS never logs: the Amazon DNS server, the VPC router's
+    /// address in each subnet, and `UNLOGGED`.
     #[serde(skip)]
-    dns_server: Ipv4Addr,
+    unlogged: Vec<Ipv4Addr>,
     /// Where its egress goes, for `traffic-path`: the subnet's routes, most specific
     /// first, with AWS's code for each.
     #[serde(skip)]
@@ -255,7 +257,11 @@ pub fn interfaces(lab: &Lab) -> Vec<Interface> {
             az_id: az_id(&s.az),
             flow_log: flow_log.cloned(),
             ns: namespace_name(&lab.name, node),
-            dns_server: lab.vpc.dns_server(),
+            unlogged: UNLOGGED
+                .into_iter()
+                .chain([lab.vpc.dns_server()])
+                .chain(lab.subnets.iter().map(|s| s.gateway()))
+                .collect(),
             paths,
         }
     };
@@ -442,10 +448,15 @@ impl Interface {
         records
     }
 
+    /// Traffic AWS leaves out of flow logs: with the Amazon DNS server, instance metadata,
+    /// the time service or the VPC router, DHCP, and multicast and broadcast, which a VPC
+    /// does not carry (the lab's bridges do, when the kernel joins a group).
     fn unlogged(&self, f: &Flow) -> bool {
-        [f.src, f.dst]
-            .iter()
-            .any(|a| *a == self.dns_server || UNLOGGED.contains(a))
+        const UDP: u8 = 17;
+        [f.src, f.dst].iter().any(|a| self.unlogged.contains(a))
+            || f.dst.is_multicast()
+            || f.dst.is_broadcast()
+            || (f.protocol == UDP && [67, 68].contains(&f.dport))
     }
 
     /// AWS's `traffic-path` code for egress to `dst`: 1 within the VPC (or through a NAT

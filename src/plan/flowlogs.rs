@@ -255,7 +255,7 @@ impl Counting {
         for fs in &sets {
             s += &format!("  {}\n", fs.declaration());
         }
-        s += "  chain flags {\n";
+        s += "  chain note-flags {\n";
         for (c, test) in FLAGS {
             s += &format!("    {test} {}\n", set(c, Key::Ports).add_statement());
         }
@@ -299,7 +299,7 @@ impl Counting {
                 "  chain {name} {{\n    type filter hook {hook} priority {prio};\n    {dev} \"lo\" return\n"
             );
             if flags {
-                s += "    tcp flags & (fin | syn | rst) != 0 jump flags\n";
+                s += "    tcp flags & (fin | syn | rst) != 0 jump note-flags\n";
             }
             s += &format!(
                 "    meta l4proto {{ tcp, udp }} {}\n    meta l4proto != {{ tcp, udp }} {}\n  }}\n",
@@ -336,7 +336,7 @@ mod tests {
             "tcp flags & (syn | ack) == syn | ack add @syn-ack { ip saddr . ip daddr . meta l4proto . th sport . th dport counter }"
         ));
         // Flags are noted once per packet, where it is first seen.
-        assert_eq!(r.matches("jump flags").count(), 2);
+        assert_eq!(r.matches("jump note-flags").count(), 2);
         assert_eq!(r.matches("flags dynamic;").count(), 8);
     }
 

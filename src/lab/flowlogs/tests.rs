@@ -138,7 +138,7 @@ fn a_counter_that_went_down_belongs_to_a_table_made_anew() {
 }
 
 #[test]
-fn dns_metadata_and_time_service_traffic_is_not_logged() {
+fn dns_metadata_time_service_router_dhcp_and_multicast_traffic_is_not_logged() {
     let web = interface("web");
     let mut grown = Counters::new();
     for server in [
@@ -146,11 +146,20 @@ fn dns_metadata_and_time_service_traffic_is_not_logged() {
         [169, 254, 169, 253],
         [169, 254, 169, 254],
         [169, 254, 169, 123],
+        [10, 0, 2, 1],
+        [10, 0, 0, 1],
     ] {
         for c in [Counts::Seen, Counts::Accepted] {
             grown.insert((c, flow(WEB, server, 17, 5000, 53)), count(1, 60));
             grown.insert((c, flow(server, WEB, 17, 53, 5000)), count(1, 90));
         }
+    }
+    for c in [Counts::Seen, Counts::Accepted] {
+        grown.insert(
+            (c, flow(WEB, [255, 255, 255, 255], 17, 68, 67)),
+            count(1, 300),
+        );
+        grown.insert((c, flow(WEB, [224, 0, 0, 22], 2, 0, 0)), count(1, 40));
     }
     assert_eq!(web.records(&grown, 0, 5)[0].flow, None);
 }
