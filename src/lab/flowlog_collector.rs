@@ -22,6 +22,7 @@ use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The directory of a lab's flow logs.
@@ -50,6 +51,9 @@ struct Collector {
     read_at: Option<SystemTime>,
 }
 
+/// The supervisor's collector, shared by its thread and the supervisor's `reload`.
+static COLLECTOR: OnceLock<Mutex<Collector>> = OnceLock::new();
+
 /// Starts the collector. Its first pass takes every logged interface's baseline before
 /// the supervisor answers `up`, so nothing the lab carries once it is up goes uncounted.
 pub fn start(lab: &str) -> Result<()> {
@@ -60,17 +64,35 @@ pub fn start(lab: &str) -> Result<()> {
         read_at: None,
     };
     c.follow_state();
+    let shared = COLLECTOR.get_or_init(|| Mutex::new(c));
     std::thread::Builder::new()
         .name("flow-logs".into())
         .spawn(move || {
             loop {
                 // Intervals end on whole seconds, however long a collection takes.
                 std::thread::sleep(until_next_second());
+                let mut c = shared.lock().unwrap_or_else(|e| e.into_inner());
                 c.follow_state();
                 c.collect_due(state::now());
             }
         })
         .context("start the flow-log collector")?;
+    Ok(())
+}
+
+/// Reads the lab again now (the supervisor's `reload`, which `apply` asks for when a flow
+/// log comes or goes): once it returns, the baselines of new logs are taken, so every
+/// packet after the apply is logged.
+pub fn follow_now(lab: &str) -> Result<()> {
+    let Some(shared) = COLLECTOR.get() else {
+        return Ok(());
+    };
+    let mut c = shared.lock().unwrap_or_else(|e| e.into_inner());
+    if c.lab != lab {
+        return Ok(());
+    }
+    c.read_at = None;
+    c.follow_state();
     Ok(())
 }
 
@@ -117,8 +139,16 @@ impl Collector {
             .filter(|i| i.flow_log.is_some())
             .filter(|i| !r.state.runtime.stopped.contains(&i.node))
             .collect();
-        self.logs
-            .retain(|id, log| wanted.iter().any(|i| &i.id == id && same_log(i, log)));
+        // A log whose interval or format changed goes on from where it was: its counters
+        // and the start of the interval in progress carry over to the new one.
+        let mut replaced: HashMap<String, (u64, Counters)> = HashMap::new();
+        self.logs.retain(|id, log| {
+            let same = wanted.iter().any(|i| &i.id == id && same_log(i, log));
+            if !same && wanted.iter().any(|i| &i.id == id) {
+                replaced.insert(id.clone(), (log.start, std::mem::take(&mut log.last)));
+            }
+            same
+        });
         let new: Vec<Interface> = wanted
             .into_iter()
             .filter(|i| !self.logs.contains_key(&i.id))
@@ -130,6 +160,20 @@ impl Collector {
         let now = state::now();
         let mut complete = true;
         for i in new {
+            let log = i.flow_log.clone().expect("only logged interfaces");
+            if let Some((start, last)) = replaced.remove(&i.id) {
+                self.logs.insert(
+                    i.id.clone(),
+                    Log {
+                        last,
+                        interval: log.interval_secs,
+                        fields: log.fields,
+                        start,
+                        interface: i,
+                    },
+                );
+                continue;
+            }
             let own = match listing_in(&i.ns) {
                 Ok(l) => l,
                 Err(e) => {
@@ -138,7 +182,6 @@ impl Collector {
                     continue;
                 }
             };
-            let log = i.flow_log.clone().expect("only logged interfaces");
             self.logs.insert(
                 i.id.clone(),
                 Log {

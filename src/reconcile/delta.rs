@@ -129,6 +129,12 @@ impl PlanDelta {
             && self.change_hosts.is_empty()
     }
 
+    /// A flow-log counting table is loaded or deleted in a namespace that stays: the
+    /// supervisor's collector must start or stop logging that interface.
+    pub fn flow_logs_changed(&self) -> bool {
+        self.change_namespaces.iter().any(|c| c.flow_log.is_some())
+    }
+
     /// How many kernel objects the delta creates, deletes or rewrites: one per namespace
     /// created or deleted, veth pair, bridge, address, route, policy rule, sysctl and
     /// nftables table (a created namespace counts everything in it). A measure of how
