@@ -298,10 +298,11 @@ pub fn render(s: &Status) -> String {
                 None => "no flow log".into(),
             };
             o.push_str(&format!(
-                "  {:<21} {:<18} {:<17} {:<15} {log}\n",
+                "  {:<21} {:<12} {:<12} {:<15} {:<10} {log}\n",
                 i.id,
                 i.node,
-                format!("{} {}", i.subnet, i.address),
+                i.subnet,
+                i.address.to_string(),
                 i.az_id,
             ));
         }
