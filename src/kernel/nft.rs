@@ -73,8 +73,8 @@ fn set(fam: NfFamily, s: &Set) -> schema::Set<'static> {
     }
 }
 
-/// A flow set: elements are added by rules, each with its own counter (the counter is
-/// the rule's, see `json`), so the set itself is declared bare; nft makes it dynamic.
+/// A flow set: the rule that adds an element gives it its own counter (see `json`), so
+/// the set itself is declared bare; nft makes a set that rules add to dynamic.
 fn flow_set(fam: NfFamily, s: &FlowSet) -> schema::Set<'static> {
     let types: Vec<SetType> = s
         .key
@@ -661,6 +661,91 @@ mod tests {
             *last_statement(&rules[2]),
             json!({"mangle": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "value": "198.51.100.7"}})
         );
+    }
+
+    #[test]
+    fn acl_chains_are_reached_by_a_device_map_and_a_denied_flow_is_counted_in_its_set() {
+        let lab = crate::topology::load(
+            crate::topology::Source::File(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into(),
+            ),
+            None,
+        )
+        .unwrap()
+        .lab;
+        let mut with_logs = lab.clone();
+        with_logs.vpc.flow_logs = Some(crate::topology::FlowLogs {
+            interval_secs: 60,
+            fields: crate::topology::flow_fields::DEFAULT_FORMAT.to_vec(),
+        });
+        let plan = crate::plan::compile(&with_logs);
+        let t = plan.netns("vpc-router").unwrap().firewall.clone().unwrap();
+        let b: Value = serde_json::from_str(&super::json(&batch(&t))).unwrap();
+        let objects = b["nftables"].as_array().unwrap();
+        let added = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .map(|o| &o["add"][kind])
+                .find(|o| o["name"] == name || o["chain"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+                .clone()
+        };
+        let set = added("set", "acl-inbound-rejected-tcp");
+        assert_eq!(
+            set["type"],
+            json!([
+                "ipv4_addr",
+                "ipv4_addr",
+                "inet_service",
+                "inet_service",
+                "ipv4_addr"
+            ])
+        );
+        // A regular chain: no type, hook, priority or policy.
+        let chain = added("chain", "acl-outbound-public-2a");
+        assert!(chain.get("hook").is_none(), "{chain}");
+        let rules: Vec<&Value> = objects
+            .iter()
+            .map(|o| &o["add"]["rule"])
+            .filter(|r| r.is_object())
+            .collect();
+        let of = |chain: &str| -> Vec<&Value> {
+            rules
+                .iter()
+                .copied()
+                .filter(|r| r["chain"] == chain)
+                .collect()
+        };
+        assert_eq!(
+            of("acl-outbound")[1]["expr"],
+            json!([{"vmap": {"key": {"meta": {"key": "iifname"}},
+                "data": {"set": [["br-public-2a", {"goto": {"target": "acl-outbound-public-2a"}}]]}}}])
+        );
+        let star = of("acl-outbound-public-2a").last().copied().unwrap();
+        assert_eq!(
+            star["expr"],
+            json!([{"counter": null}, {"goto": {"target": "rejected-outbound"}}])
+        );
+        assert_eq!(
+            of("rejected-inbound")[0]["expr"],
+            json!([
+                {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "tcp", "op": "=="}},
+                {"set": {"op": "add", "set": "@acl-inbound-rejected-tcp", "stmt": [{"counter": null}],
+                         "elem": {"concat": [
+                             {"payload": {"protocol": "ip", "field": "saddr"}},
+                             {"payload": {"protocol": "ip", "field": "daddr"}},
+                             {"payload": {"protocol": "th", "field": "sport"}},
+                             {"payload": {"protocol": "th", "field": "dport"}},
+                             {"rt": {"key": "nexthop", "family": "ip"}}]}}},
+                {"drop": null},
+            ])
+        );
+        // Without flow logs the `*` rule drops, and nothing counts flows.
+        let plain = crate::plan::compile(&lab);
+        let t = plain.netns("vpc-router").unwrap().firewall.clone().unwrap();
+        let text = super::json(&batch(&t));
+        assert!(!text.contains("goto\":{\"target\":\"rejected"), "{text}");
+        assert!(!text.contains("\"stmt\""), "{text}");
     }
 
     #[test]

@@ -653,6 +653,40 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_set_counts_whatever_it_holds_and_a_regular_chain_has_no_hook() {
+        use crate::plan::flowlogs::acl_rejection_sets;
+        let mut t = table();
+        t.flow_sets = acl_rejection_sets(false)[..1].to_vec();
+        t.chains.push(Chain {
+            name: "rejected-outbound".into(),
+            hook: None,
+            policy: Policy::Accept,
+            rules: vec![],
+        });
+        let mut found = listing();
+        let objects = found["nftables"].as_array_mut().unwrap();
+        objects.push(
+            json!({"set": {"family": "inet", "name": "acl-outbound-rejected", "table": "vpclab",
+            "elem": [{"elem": {"val": {"concat": ["10.0.0.10", "203.0.113.10", "icmp"]},
+                               "counter": {"packets": 4, "bytes": 336}}}]}}),
+        );
+        objects.push(json!({"chain": {"family": "inet", "table": "vpclab", "name": "rejected-outbound", "handle": 9}}));
+        assert_eq!(table_difference(&found, &t), None);
+        let mut hooked = found.clone();
+        let last = hooked["nftables"].as_array().unwrap().len() - 1;
+        hooked["nftables"][last]["chain"]["hook"] = json!("input");
+        assert_eq!(
+            table_difference(&hooked, &t).as_deref(),
+            Some("chain rejected-outbound is a base chain, not a regular one")
+        );
+        let no_set = without(found, |o| o["set"]["name"] == "acl-outbound-rejected");
+        assert_eq!(
+            table_difference(&no_set, &t).as_deref(),
+            Some("set acl-outbound-rejected is missing")
+        );
+    }
+
+    #[test]
     fn listening_sockets_are_read_from_the_namespace_socket_table() {
         // Two listeners (ports 22 and 80) and a connection from port 22 (state 01).
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -778,6 +778,38 @@ mod tests {
     }
 
     #[test]
+    fn with_flow_logs_a_reply_the_acl_denies_is_still_dropped_by_the_acl_rule() {
+        let mut lab = topology::load(
+            topology::Source::File(concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into()),
+            None,
+        )
+        .expect("labs/nacl.yaml loads")
+        .lab;
+        lab.vpc.flow_logs = Some(topology::FlowLogs {
+            interval_secs: 60,
+            fields: topology::flow_fields::DEFAULT_FORMAT.to_vec(),
+        });
+        let plan = crate::plan::compile(&lab);
+        let (_, reply) = round_trip(
+            &plan,
+            "my-laptop",
+            tcp("203.0.113.10", 40001, "198.51.100.10", 80),
+        );
+        // The chain that counts the rejected flow drops it; the rule that sent it there
+        // is the one named.
+        assert_eq!(
+            reply.unwrap().end,
+            End::Dropped {
+                node: "vpc-router".into(),
+                chain: "acl-outbound-public-2a".into(),
+                comment: Some(
+                    "network ACL public-acl outbound rule * (public-2a): deny all traffic".into()
+                ),
+            }
+        );
+    }
+
+    #[test]
     fn a_network_acl_without_ephemeral_ports_drops_the_reply_at_the_vpc_router() {
         let loaded = topology::load(
             topology::Source::File(concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into()),
