@@ -58,7 +58,8 @@ pub fn az_id(az: &str) -> String {
     let number = letter
         .bytes()
         .next()
-        .map_or(0, |b| b.wrapping_sub(b'a') + 1);
+        .filter(u8::is_ascii_lowercase)
+        .map_or(0, |b| b - b'a' + 1);
     format!("{short}-az{number}")
 }
 
