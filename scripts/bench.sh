@@ -18,8 +18,10 @@
 #   nat      iperf3 throughput app -> example-web through the NAT and internet gateways,
 #            alternated with the same path in a second lab (benchacl) whose two subnets on it
 #            carry network ACLs of 20 rules each way that the traffic matches only at the last
-#            rule, a plain-forwarding chain of the same hops, and a direct veth pair
-#                                    (NAT path >= 90 % plain; NAT path with ACL >= 90 % NAT path)
+#            rule, in a third (benchflow) with VPC flow logs on every interface, a
+#            plain-forwarding chain of the same hops, and a direct veth pair
+#                                    (NAT path >= 90 % plain; NAT path with ACL >= 90 % NAT path;
+#                                     NAT path with flow logs >= 90 % NAT path)
 #   services-scale
 #            the same generated lab at 200, 400 and 1,000 instances, every one with sshd and
 #            nginx (scripts/gen-scale-lab.py N --services ssh,http), interleaved: the services
@@ -45,7 +47,7 @@ declare -A SECTION_HELP=(
     [database]="database pair ready time; RTO over 10 failover drills"
     [scale]="1,000-instance lab: vpclab vs plain ip script vs Mininet"
     [scaling]="the same three at smaller sizes (--sizes)"
-    [nat]="iperf3 through the NAT path vs the same with a 20-rule network ACL vs a plain chain vs a direct veth pair"
+    [nat]="iperf3 through the NAT path vs the same with a 20-rule network ACL, with flow logs, a plain chain, a direct veth pair"
     [services-scale]="200, 400, 1,000 instances each with sshd and nginx: services step, up/down, per instance, memory, 50 probes"
     [apply]="vpclab apply: a rule change on 1,000 instances vs down+up, one instance added, a no-change apply"
 )
@@ -655,6 +657,20 @@ acl_lab_file() {
     grep -q '^network_acls:' "$out" || die "could not add a network ACL to labs/handson.yaml"
 }
 
+# flow_lab_file OUT: labs/handson.yaml with VPC flow logs (60 s, the default format), which
+# cover every interface the NAT path crosses: app's and my-nat's.
+flow_lab_file() {
+    awk '{ print } /^  cidr: 10\.0\.0\.0\/16$/ { print "  flow_logs: { interval: 60, format: default }" }' \
+        "$ROOT/labs/handson.yaml" >"$1"
+    grep -q '^  flow_logs:' "$1" || die "could not add flow logs to labs/handson.yaml"
+}
+
+# flow_counted LAB NODE -> the packets NODE's flow-log table counted in all its sets
+flow_counted() {
+    ip netns exec "vpclab-$1.$2" nft list table inet vpclab-flow 2>/dev/null |
+        awk '{ for (i = 1; i <= NF; i++) if ($i == "packets") n += $(i + 1) } END { printf "%d", n }'
+}
+
 # acl_counters LAB -> "LAST OTHERS": packets counted by bench-acl's rule 290 and by its rules
 # 100-280, both directions and both subnets, in the lab's router
 acl_counters() {
@@ -670,10 +686,12 @@ acl_counters() {
 section_nat() {
     say ""
     local rounds=$((RUNS * 3 > 15 ? RUNS * 3 : 15))
-    local acl_file=$TMP/handson-acl.yaml
+    local acl_file=$TMP/handson-acl.yaml flow_file=$TMP/handson-flow.yaml
     acl_lab_file "$acl_file"
+    flow_lab_file "$flow_file"
     say "== nat: iperf3 -c 203.0.113.60 -t $IPERF_SECS -O 1 ${IPERF_PIN_CLIENT[*]} (one TCP stream; server ${IPERF_PIN_SERVER[*]}), app -> example-web"
-    say "   $rounds rounds (3 x --runs, at least 15), each: NAT path and NAT path with ACL (in turns: A B / B A), plain chain, direct pair, back to back"
+    say "   $rounds rounds (3 x --runs, at least 15), each: NAT path, NAT path with ACL and NAT path with flow logs (in turns:"
+    say "   A B C / B C A / C A B), plain chain, direct pair, back to back"
     say "   NAT path:    vpclab up --name benchnat --fabric-only; server: ip netns exec vpclab-benchnat.example-web iperf3 -s -1"
     say "                client: vpclab exec --lab benchnat app -- iperf3 -c 203.0.113.60 ..."
     say "                app -> vpc-router -> my-nat -> vpc-router -> my-igw -> internet -> example-web"
@@ -681,29 +699,33 @@ section_nat() {
     say "   NAT path with ACL: the same in vpclab up --name benchacl --fabric-only FILE, FILE = labs/handson.yaml plus a"
     say "                network ACL of 20 rules each way on private-2a and public-2a; the measured traffic matches"
     say "                only the last rule (290: tcp 1024-65535), after 19 that do not match, at each of its 3 ACL crossings each way"
+    say "   NAT path with flow logs: the same in vpclab up --name benchflow --fabric-only FILE, FILE = labs/handson.yaml with"
+    say "                flow_logs: { interval: 60 } on the VPC: app and my-nat count every packet in their flow-log sets"
     say "   plain chain: scripts/bench/plain-chain.sh up: the same 7 namespace traversals, 6 veth and 4 bridge"
     say "                crossings each way, same policy routing, no nftables table at all"
     say "   direct pair: one veth pair between two namespaces"
-    LABS_UP+=(benchnat benchacl)
+    LABS_UP+=(benchnat benchacl benchflow)
     "$VPCLAB" up --name benchnat --fabric-only --quiet || die "vpclab up --name benchnat failed"
     "$VPCLAB" up --name benchacl --fabric-only "$acl_file" >/dev/null 2>"$TMP/up.err" \
         || { cat "$TMP/up.err" >&2; die "vpclab up --name benchacl --fabric-only $acl_file failed"; }
+    "$VPCLAB" up --name benchflow --fabric-only "$flow_file" >/dev/null 2>"$TMP/up.err" \
+        || { cat "$TMP/up.err" >&2; die "vpclab up --name benchflow --fabric-only $flow_file failed"; }
     "$BENCH/plain-chain.sh" up || die "plain-chain.sh up failed"
-    local nat=() acl=() plain=() direct=() paired=() acl_paired=() a e b c r
+    local nat=() acl=() flow=() plain=() direct=() paired=() acl_paired=() flow_paired=() a e f b c r lab
+    local -A got
     for ((r = 1; r <= rounds; r++)); do
-        # NAT and NAT with ACL swap places every round, so neither always follows the other
-        if ((r % 2)); then
-            a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
-            e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
-        else
-            e=$(iperf_once vpclab-benchacl.example-web 203.0.113.60 "$VPCLAB" exec --lab benchacl app --) || exit 1
-            a=$(iperf_once vpclab-benchnat.example-web 203.0.113.60 "$VPCLAB" exec --lab benchnat app --) || exit 1
-        fi
+        # The three vpclab contenders take turns at going first, second and third
+        local order=(nat acl flow)
+        order=("${order[@]:$(((r - 1) % 3))}" "${order[@]:0:$(((r - 1) % 3))}")
+        for lab in "${order[@]}"; do
+            got[$lab]=$(iperf_once "vpclab-bench$lab.example-web" 203.0.113.60 "$VPCLAB" exec --lab "bench$lab" app --) || exit 1
+        done
+        a=${got[nat]} e=${got[acl]} f=${got[flow]}
         b=$(iperf_once vpclab-benchchain.web 203.0.113.60 ip netns exec vpclab-benchchain.app) || exit 1
         c=$(iperf_once vpclab-benchdirect.b 10.99.0.2 ip netns exec vpclab-benchdirect.a) || exit 1
-        nat+=("$a") acl+=("$e") plain+=("$b") direct+=("$c")
-        paired+=("$(ratio "$a" "$b")") acl_paired+=("$(ratio "$e" "$a")")
-        say "  round $r/$rounds: NAT path $a, with ACL $e, plain chain $b, direct pair $c Gbit/s  (NAT / plain ${paired[-1]}, ACL / NAT ${acl_paired[-1]})"
+        nat+=("$a") acl+=("$e") flow+=("$f") plain+=("$b") direct+=("$c")
+        paired+=("$(ratio "$a" "$b")") acl_paired+=("$(ratio "$e" "$a")") flow_paired+=("$(ratio "$f" "$a")")
+        say "  round $r/$rounds (${order[*]}): NAT path $a, with ACL $e, with flow logs $f, plain chain $b, direct pair $c Gbit/s  (NAT / plain ${paired[-1]}, ACL / NAT ${acl_paired[-1]}, flow logs / NAT ${flow_paired[-1]})"
     done
     # the NAT path really translated: the NAT gateway's masquerade rule counted packets
     local hits
@@ -715,22 +737,32 @@ section_nat() {
     read -r last others <<<"$(acl_counters benchacl)"
     say "  check: bench-acl's rule 290 counted $last packets, its rules 100-280 counted $others"
     ((last > 0 && others == 0)) || die "the measured traffic did not match only the ACL's last rule"
+    # the flow-log path really counted every packet, on app and on my-nat
+    local on_app on_nat
+    on_app=$(flow_counted benchflow app) on_nat=$(flow_counted benchflow my-nat)
+    say "  check: benchflow's flow-log sets counted $on_app packets on app and $on_nat on my-nat"
+    ((on_app > 0 && on_nat > 0)) || die "the flow-log lab counted nothing"
     "$VPCLAB" down benchnat >/dev/null || die "vpclab down benchnat failed"
     "$VPCLAB" down benchacl >/dev/null || die "vpclab down benchacl failed"
+    "$VPCLAB" down benchflow >/dev/null || die "vpclab down benchflow failed"
     "$BENCH/plain-chain.sh" down
-    local mn ma mp md; mn=$(median "${nat[@]}"); ma=$(median "${acl[@]}"); mp=$(median "${plain[@]}"); md=$(median "${direct[@]}")
-    local mr mar; mr=$(median "${paired[@]}"); mar=$(median "${acl_paired[@]}")
-    say "  median of $rounds: NAT path $mn, with ACL $ma, plain chain $mp, direct pair $md Gbit/s"
-    say "  NAT / plain $(ratio "$mn" "$mp"), ACL / NAT $(ratio "$ma" "$mn"), NAT / direct $(ratio "$mn" "$md"), plain / direct $(ratio "$mp" "$md")"
-    say "  median of the $rounds per-round ratios: NAT / plain $mr, ACL / NAT $mar"
+    local mn ma mf mp md; mn=$(median "${nat[@]}"); ma=$(median "${acl[@]}"); mf=$(median "${flow[@]}")
+    mp=$(median "${plain[@]}"); md=$(median "${direct[@]}")
+    local mr mar mfr; mr=$(median "${paired[@]}"); mar=$(median "${acl_paired[@]}"); mfr=$(median "${flow_paired[@]}")
+    say "  median of $rounds: NAT path $mn, with ACL $ma, with flow logs $mf, plain chain $mp, direct pair $md Gbit/s"
+    say "  NAT / plain $(ratio "$mn" "$mp"), ACL / NAT $(ratio "$ma" "$mn"), flow logs / NAT $(ratio "$mf" "$mn"), NAT / direct $(ratio "$mn" "$md"), plain / direct $(ratio "$mp" "$md")"
+    say "  median of the $rounds per-round ratios: NAT / plain $mr, ACL / NAT $mar, flow logs / NAT $mfr"
     record nat "NAT path throughput" "$mn" Gbit/s "$rounds" - "${nat[@]}"
     record nat "NAT path with a 20-rule ACL throughput" "$ma" Gbit/s "$rounds" - "${acl[@]}"
+    record nat "NAT path with flow logs throughput" "$mf" Gbit/s "$rounds" - "${flow[@]}"
     record nat "plain chain throughput" "$mp" Gbit/s "$rounds" - "${plain[@]}"
     record nat "direct veth throughput" "$md" Gbit/s "$rounds" - "${direct[@]}"
     record nat "NAT path / plain chain" "$(ratio "$mn" "$mp")" x "$rounds" ">= 0.90"
     record nat "NAT / plain, median of round ratios" "$mr" x "$rounds" - "${paired[@]}"
     record nat "NAT path with a 20-rule ACL / NAT path" "$(ratio "$ma" "$mn")" x "$rounds" ">= 0.9"
     record nat "ACL / NAT, median of round ratios" "$mar" x "$rounds" - "${acl_paired[@]}"
+    record nat "NAT path with flow logs / NAT path" "$(ratio "$mf" "$mn")" x "$rounds" ">= 0.9"
+    record nat "flow logs / NAT, median of round ratios" "$mfr" x "$rounds" - "${flow_paired[@]}"
     record nat "NAT path / direct pair" "$(ratio "$mn" "$md")" x "$rounds" -
     record nat "plain chain / direct pair" "$(ratio "$mp" "$md")" x "$rounds" -
 }

@@ -274,7 +274,8 @@ impl Kernel for Live {
 
 /// Creates namespace `ns` and does everything that happens inside it before any link
 /// exists, on the thread that created it: sysctls (new links inherit the `default` ones),
-/// then its nftables ruleset, then the sysctls that must follow the ruleset.
+/// then its nftables ruleset and flow-log counting table, then the sysctls that must follow
+/// the ruleset.
 pub fn create_namespace(ns: &Netns) -> Result<()> {
     netns::create_and(&ns.name, || {
         let (early, late): (Vec<_>, Vec<_>) = ns
@@ -285,6 +286,9 @@ pub fn create_namespace(ns: &Netns) -> Result<()> {
         sysctl::apply(&early)?;
         if let Some(t) = &ns.firewall {
             nft::apply_here(t)?;
+        }
+        if let Some(c) = ns.flow_log {
+            super::flow::install_here(c)?;
         }
         sysctl::apply(&late)
     })

@@ -98,7 +98,13 @@ pub fn apply(old: &Plan, new: &Plan, d: &PlanDelta) -> Result<()> {
         forget_old_hardware_addresses(v, new, &d.create_namespaces)?;
     }
 
-    firewalls(old, d)
+    firewalls(old, d)?;
+    for c in &d.change_namespaces {
+        if let Some(change) = &c.flow_log {
+            super::flow::change(&c.name, change)?;
+        }
+    }
+    Ok(())
 }
 
 /// What goes away inside one kept namespace, deleted in the reverse order of creation.

@@ -1,24 +1,39 @@
-//! The flow-log counting table in the calling thread's network namespace (call these from
-//! `netns::run_in`): installed once, then listed with its counters every interval.
+//! The flow-log counting table of a namespace (`plan::flowlogs`): loaded with the
+//! namespace or by an edit, and listed with its counters every interval by the collector.
+//! The `_here` functions work in the calling thread's network namespace (call them from
+//! `netns::run_in`).
 
-use crate::plan::flowlogs::TABLE;
+use super::netns;
+use crate::plan::flowlogs::{Counting, TABLE};
+use crate::reconcile::FlowLogChange;
 use anyhow::{Context, Result, bail};
 use std::process::{Command, Stdio};
 
-/// Installs the counting table unless it is there already: a supervisor that takes over
-/// keeps the counters its predecessor's table holds.
-pub fn ensure_here(ruleset: &str) -> Result<()> {
-    let present = Command::new("nft")
+/// Loads the counting table, in place of one that is there, in one transaction.
+pub fn install_here(c: Counting) -> Result<()> {
+    // `table` of an existing table adds nothing, so the `delete` can't fail.
+    let script = format!(
+        "table inet {TABLE}\ndelete table inet {TABLE}\n{}",
+        c.ruleset()
+    );
+    super::nft::feed_nft(&["-f", "-"], script.as_bytes(), "the flow-log table")
+}
+
+/// Deletes the counting table, if any.
+pub fn delete_here() -> Result<()> {
+    let script = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
+    super::nft::feed_nft(&["-f", "-"], script.as_bytes(), "the flow-log table")
+}
+
+/// Whether the counting table is there.
+pub fn present_here() -> Result<bool> {
+    Ok(Command::new("nft")
         .args(["list", "table", "inet", TABLE])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .context("run nft list table")?
-        .success();
-    if present {
-        return Ok(());
-    }
-    super::nft::feed_nft(&["-f", "-"], ruleset.as_bytes(), "the flow-log table")
+        .success())
 }
 
 /// The counting table with every set's elements and counters, as `nft -j` lists it.
@@ -34,4 +49,14 @@ pub fn list_here() -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Makes namespace `ns` count (or stop counting) as an edit says.
+pub fn change(ns: &str, change: &FlowLogChange) -> Result<()> {
+    let handle = netns::open(ns)?;
+    netns::run_in(&handle, || match change {
+        FlowLogChange::Install(c) => install_here(*c),
+        FlowLogChange::Delete => delete_here(),
+    })
+    .with_context(|| format!("change the flow-log table of {ns}"))
 }

@@ -5,6 +5,7 @@
 use crate::plan::firewall::{
     Addr, Chain, CtState, Family, Hook, L4, Match, Policy, Rule, Set, TABLE, Table, Verdict,
 };
+use crate::plan::flowlogs::{FlowSet, Key, KeyField};
 use anyhow::{Context, Result, bail};
 use nftables::expr::{self, Expression, Meta, MetaKey, NamedExpression, Payload, PayloadField};
 use nftables::schema::{self, NfListObject, NfObject, Nftables, SetType, SetTypeValue};
@@ -22,7 +23,8 @@ fn family(f: Family) -> NfFamily {
     }
 }
 
-/// One batch: the table, its sets, chains and rules, committed as one transaction.
+/// One batch: the table, its sets, its chains, then their rules, committed as one
+/// transaction.
 pub fn batch(t: &Table) -> Nftables<'static> {
     let fam = family(t.family);
     let mut objs: Vec<NfObject> = vec![NfObject::CmdObject(schema::NfCmd::Add(
@@ -36,8 +38,14 @@ pub fn batch(t: &Table) -> Nftables<'static> {
     for s in &t.sets {
         objs.push(add(NfListObject::Set(Box::new(set(fam, s)))));
     }
+    for s in &t.flow_sets {
+        objs.push(add(NfListObject::Set(Box::new(flow_set(fam, s)))));
+    }
+    // Every chain before any rule: a rule may go on in a chain listed after its own.
     for c in &t.chains {
         objs.push(add(NfListObject::Chain(chain(fam, t, c))));
+    }
+    for c in &t.chains {
         for r in &c.rules {
             objs.push(add(NfListObject::Rule(rule(fam, t, &c.name, r))));
         }
@@ -65,7 +73,38 @@ fn set(fam: NfFamily, s: &Set) -> schema::Set<'static> {
     }
 }
 
+/// A flow set: the rule that adds an element gives it its own counter (see `json`), so
+/// the set itself is declared bare; nft makes a set that rules add to dynamic.
+fn flow_set(fam: NfFamily, s: &FlowSet) -> schema::Set<'static> {
+    let types: Vec<SetType> = s
+        .key
+        .types()
+        .into_iter()
+        .map(|t| match t {
+            "ipv4_addr" => SetType::Ipv4Addr,
+            "inet_proto" => SetType::InetProto,
+            _ => SetType::InetService,
+        })
+        .collect();
+    schema::Set {
+        family: fam,
+        table: TABLE.into(),
+        name: s.name.clone().into(),
+        set_type: SetTypeValue::Concatenated(Cow::Owned(types)),
+        size: Some(s.size()),
+        ..Default::default()
+    }
+}
+
 fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
+    let Some(hook) = c.hook else {
+        return schema::Chain {
+            family: fam,
+            table: TABLE.into(),
+            name: c.name.clone().into(),
+            ..Default::default()
+        };
+    };
     schema::Chain {
         family: fam,
         table: TABLE.into(),
@@ -75,14 +114,14 @@ fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
         } else {
             NfChainType::Filter
         }),
-        hook: Some(match c.hook {
+        hook: Some(match hook {
             Hook::Prerouting => NfHook::Prerouting,
             Hook::Input => NfHook::Input,
             Hook::Forward => NfHook::Forward,
             Hook::Output => NfHook::Output,
             Hook::Postrouting => NfHook::Postrouting,
         }),
-        prio: Some(c.hook.priority()),
+        prio: Some(hook.priority()),
         policy: Some(match c.policy {
             Policy::Accept => NfChainPolicy::Accept,
             Policy::Drop => NfChainPolicy::Drop,
@@ -93,8 +132,24 @@ fn chain(fam: NfFamily, t: &Table, c: &Chain) -> schema::Chain<'static> {
 
 fn rule(fam: NfFamily, t: &Table, chain: &str, r: &Rule) -> schema::Rule<'static> {
     let mut expr: Vec<Statement<'static>> = r.matches.iter().map(matches).collect();
-    // Every rule counts: `trace` reads the counters to say which rule saw a packet.
-    expr.push(Statement::Counter(Counter::Anonymous(None)));
+    // `trace` reads the counters to say which rule saw a packet.
+    if r.counts() {
+        expr.push(Statement::Counter(Counter::Anonymous(None)));
+    }
+    if let Verdict::RecordDrop(name) = &r.verdict {
+        let key = t
+            .flow_sets
+            .iter()
+            .find(|s| &s.name == name)
+            .map_or(Key::NoPorts, |s| s.key);
+        expr.push(Statement::Set(stmt::Set {
+            op: stmt::SetOp::Add,
+            elem: Expression::Named(NamedExpression::Concat(
+                key.fields().iter().map(|f| key_field(*f)).collect(),
+            )),
+            set: format!("@{name}").into(),
+        }));
+    }
     expr.push(if t.stateless {
         rewrite(&r.verdict)
     } else {
@@ -183,6 +238,20 @@ fn matches(m: &Match) -> Statement<'static> {
     }
 }
 
+fn key_field(f: KeyField) -> Expression<'static> {
+    match f {
+        KeyField::Saddr => field("ip", "saddr"),
+        KeyField::Daddr => field("ip", "daddr"),
+        KeyField::Protocol => meta(MetaKey::L4proto),
+        KeyField::Sport => field("th", "sport"),
+        KeyField::Dport => field("th", "dport"),
+        KeyField::Nexthop => Expression::Named(NamedExpression::RT(expr::RT {
+            key: expr::RTKey::NextHop,
+            family: Some(expr::RTFamily::IP),
+        })),
+    }
+}
+
 fn ct(c: CtState) -> &'static str {
     c.as_str()
 }
@@ -210,6 +279,30 @@ fn verdict(v: &Verdict) -> Statement<'static> {
             port: None,
             flags: None,
         })),
+        Verdict::Goto(chain) => Statement::Goto(stmt::JumpTarget {
+            target: chain.clone().into(),
+        }),
+        Verdict::DeviceMap { output, chains } => Statement::VerdictMap(stmt::VerdictMap {
+            key: meta(if *output {
+                MetaKey::Oifname
+            } else {
+                MetaKey::Iifname
+            }),
+            data: Expression::Named(NamedExpression::Set(
+                chains
+                    .iter()
+                    .map(|(dev, chain)| {
+                        expr::SetItem::Mapping(
+                            Expression::String(dev.clone().into()),
+                            Expression::Verdict(expr::Verdict::Goto(stmt::JumpTarget {
+                                target: chain.clone().into(),
+                            })),
+                        )
+                    })
+                    .collect(),
+            )),
+        }),
+        Verdict::RecordDrop(_) => Statement::Drop(None),
     }
 }
 
@@ -283,12 +376,33 @@ fn replacement(t: &Table) -> Nftables<'static> {
 }
 
 fn run_nft(batch: &Nftables) -> Result<()> {
+    let json = json(batch);
     if super::libnft::available() {
-        let json = serde_json::to_string(batch).expect("nftables JSON serializes");
         return super::libnft::run(&json);
     }
-    let payload = serde_json::to_vec(batch).expect("nftables JSON serializes");
-    feed_nft(&["-j", "-f", "-"], &payload, "the ruleset")
+    feed_nft(&["-j", "-f", "-"], json.as_bytes(), "the ruleset")
+}
+
+/// The batch as nft's JSON. The nftables crate has no way to give a set statement its own
+/// counter (`add @set { key counter }`, one counter per element), which flow sets need, so
+/// every set statement gets it here: the only set statements in a lab's tables are the
+/// ones that record flows.
+fn json(batch: &Nftables) -> String {
+    let mut v = serde_json::to_value(batch).expect("nftables JSON serializes");
+    let rules = v["nftables"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(|cmd| cmd.pointer_mut("/add/rule/expr"))
+        .filter_map(|e| e.as_array_mut());
+    for expr in rules {
+        for statement in expr.iter_mut().filter_map(|s| s.get_mut("set")) {
+            if statement.get("op").is_some() {
+                statement["stmt"] = serde_json::json!([{ "counter": null }]);
+            }
+        }
+    }
+    v.to_string()
 }
 
 /// Runs `nft ARGS` (in the calling thread's namespace, which the child inherits) with
@@ -354,10 +468,11 @@ mod tests {
                 name: "web".into(),
                 elements: vec!["10.0.2.238".parse().unwrap(), "10.0.0.10".parse().unwrap()],
             }],
+            flow_sets: vec![],
             chains: vec![
                 Chain {
                     name: "input".into(),
-                    hook: Hook::Input,
+                    hook: Some(Hook::Input),
                     policy: Policy::Drop,
                     rules: vec![
                         Rule {
@@ -381,7 +496,7 @@ mod tests {
                 },
                 Chain {
                     name: "postrouting".into(),
-                    hook: Hook::Postrouting,
+                    hook: Some(Hook::Postrouting),
                     policy: Policy::Accept,
                     rules: vec![Rule {
                         matches: vec![
@@ -453,7 +568,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_adds_the_table_its_sets_then_each_chain_followed_by_its_rules() {
+    fn a_batch_adds_the_table_its_sets_its_chains_then_their_rules() {
         let b = batch(&small(false));
         assert_eq!(
             outline(&b),
@@ -461,9 +576,9 @@ mod tests {
                 o("add", "table", TABLE),
                 o("add", "set", "web"),
                 o("add", "chain", "input"),
-                o("add", "rule", "input"),
-                o("add", "rule", "input"),
                 o("add", "chain", "postrouting"),
+                o("add", "rule", "input"),
+                o("add", "rule", "input"),
                 o("add", "rule", "postrouting"),
             ]
         );
@@ -486,7 +601,7 @@ mod tests {
             ),
             (&json!("filter"), &json!("input"), &json!(0), &json!("drop"))
         );
-        let post = &cmds[5].2;
+        let post = &cmds[3].2;
         assert_eq!(
             (&post["type"], &post["hook"], &post["prio"], &post["policy"]),
             (
@@ -546,6 +661,91 @@ mod tests {
             *last_statement(&rules[2]),
             json!({"mangle": {"key": {"payload": {"protocol": "ip", "field": "saddr"}}, "value": "198.51.100.7"}})
         );
+    }
+
+    #[test]
+    fn acl_chains_are_reached_by_a_device_map_and_a_denied_flow_is_counted_in_its_set() {
+        let lab = crate::topology::load(
+            crate::topology::Source::File(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into(),
+            ),
+            None,
+        )
+        .unwrap()
+        .lab;
+        let mut with_logs = lab.clone();
+        with_logs.vpc.flow_logs = Some(crate::topology::FlowLogs {
+            interval_secs: 60,
+            fields: crate::topology::flow_fields::DEFAULT_FORMAT.to_vec(),
+        });
+        let plan = crate::plan::compile(&with_logs);
+        let t = plan.netns("vpc-router").unwrap().firewall.clone().unwrap();
+        let b: Value = serde_json::from_str(&super::json(&batch(&t))).unwrap();
+        let objects = b["nftables"].as_array().unwrap();
+        let added = |kind: &str, name: &str| {
+            objects
+                .iter()
+                .map(|o| &o["add"][kind])
+                .find(|o| o["name"] == name || o["chain"] == name)
+                .unwrap_or_else(|| panic!("no {kind} {name}"))
+                .clone()
+        };
+        let set = added("set", "acl-inbound-rejected-tcp");
+        assert_eq!(
+            set["type"],
+            json!([
+                "ipv4_addr",
+                "ipv4_addr",
+                "inet_service",
+                "inet_service",
+                "ipv4_addr"
+            ])
+        );
+        // A regular chain: no type, hook, priority or policy.
+        let chain = added("chain", "acl-outbound-public-2a");
+        assert!(chain.get("hook").is_none(), "{chain}");
+        let rules: Vec<&Value> = objects
+            .iter()
+            .map(|o| &o["add"]["rule"])
+            .filter(|r| r.is_object())
+            .collect();
+        let of = |chain: &str| -> Vec<&Value> {
+            rules
+                .iter()
+                .copied()
+                .filter(|r| r["chain"] == chain)
+                .collect()
+        };
+        assert_eq!(
+            of("acl-outbound")[1]["expr"],
+            json!([{"vmap": {"key": {"meta": {"key": "iifname"}},
+                "data": {"set": [["br-public-2a", {"goto": {"target": "acl-outbound-public-2a"}}]]}}}])
+        );
+        let star = of("acl-outbound-public-2a").last().copied().unwrap();
+        assert_eq!(
+            star["expr"],
+            json!([{"counter": null}, {"goto": {"target": "rejected-outbound"}}])
+        );
+        assert_eq!(
+            of("rejected-inbound")[0]["expr"],
+            json!([
+                {"match": {"left": {"meta": {"key": "l4proto"}}, "right": "tcp", "op": "=="}},
+                {"set": {"op": "add", "set": "@acl-inbound-rejected-tcp", "stmt": [{"counter": null}],
+                         "elem": {"concat": [
+                             {"payload": {"protocol": "ip", "field": "saddr"}},
+                             {"payload": {"protocol": "ip", "field": "daddr"}},
+                             {"payload": {"protocol": "th", "field": "sport"}},
+                             {"payload": {"protocol": "th", "field": "dport"}},
+                             {"rt": {"key": "nexthop", "family": "ip"}}]}}},
+                {"drop": null},
+            ])
+        );
+        // Without flow logs the `*` rule drops, and nothing counts flows.
+        let plain = crate::plan::compile(&lab);
+        let t = plain.netns("vpc-router").unwrap().firewall.clone().unwrap();
+        let text = super::json(&batch(&t));
+        assert!(!text.contains("goto\":{\"target\":\"rejected"), "{text}");
+        assert!(!text.contains("\"stmt\""), "{text}");
     }
 
     #[test]

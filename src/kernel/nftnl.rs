@@ -149,7 +149,9 @@ impl Edit {
         if old.family != Family::Inet || new.family != Family::Inet {
             return None;
         }
-        if old.stateless || new.stateless {
+        // The router's stateless ACL table and its flow-log sets are loaded whole.
+        if old.stateless || new.stateless || !old.flow_sets.is_empty() || !new.flow_sets.is_empty()
+        {
             return None;
         }
         let shape = |t: &Table| -> Vec<_> {
@@ -472,7 +474,13 @@ fn expressions(r: &Rule) -> Option<Vec<u8>> {
     w.verdict(match r.verdict {
         Verdict::Accept => NF_ACCEPT,
         Verdict::Drop => NF_DROP,
-        Verdict::Snat { .. } | Verdict::Dnat { .. } => return None,
+        // Address translation and the router's ACL jumps are never in a security group's
+        // table: such a table is loaded whole.
+        Verdict::Snat { .. }
+        | Verdict::Dnat { .. }
+        | Verdict::Goto(_)
+        | Verdict::DeviceMap { .. }
+        | Verdict::RecordDrop(_) => return None,
     });
     Some(w.buf)
 }
@@ -876,16 +884,17 @@ mod tests {
                 name: "sg0".into(),
                 elements: members.iter().map(|m| m.parse().unwrap()).collect(),
             }],
+            flow_sets: vec![],
             chains: vec![
                 Chain {
                     name: "input".into(),
-                    hook: Hook::Input,
+                    hook: Some(Hook::Input),
                     policy: Policy::Drop,
                     rules,
                 },
                 Chain {
                     name: "output".into(),
-                    hook: Hook::Output,
+                    hook: Some(Hook::Output),
                     policy: Policy::Drop,
                     rules: vec![stateful(), last("app: no outbound rule allows this")],
                 },

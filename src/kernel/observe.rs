@@ -63,6 +63,8 @@ struct Held {
     /// Each sysctl of the plan with its value, `None` where the key doesn't exist.
     sysctls: Vec<Option<String>>,
     firewall: Firewall,
+    /// The flow-log counting table is there (looked for only when the plan has one).
+    flow_log: bool,
 }
 
 /// The lab's nftables table as found.
@@ -260,6 +262,7 @@ fn netns_as_held(ns: &Netns, held: &Held, known: &BTreeSet<String>) -> Netns {
             Firewall::Matches => ns.firewall.clone(),
             _ => None,
         },
+        flow_log: ns.flow_log.filter(|_| held.flow_log),
         ..ns.clone()
     }
 }
@@ -315,6 +318,7 @@ fn read(ns: &Netns) -> Result<Held> {
                     },
                 },
             },
+            flow_log: ns.flow_log.is_some() && super::flow::present_here()?,
         })
     })
 }
@@ -388,6 +392,12 @@ pub fn table_difference(listing: &Value, t: &Table) -> Option<String> {
                 .push(r["comment"].as_str().unwrap_or(""));
         }
     }
+    // A flow set's elements are the flows counted so far: only the set must be there.
+    for s in &t.flow_sets {
+        if sets.remove(s.name.as_str()).is_none() {
+            return Some(format!("set {} is missing", s.name));
+        }
+    }
     for s in &t.sets {
         let want: BTreeSet<String> = s.elements.iter().map(|e| e.to_string()).collect();
         match sets.remove(s.name.as_str()) {
@@ -415,18 +425,29 @@ pub fn table_difference(listing: &Value, t: &Table) -> Option<String> {
             crate::plan::firewall::Policy::Accept => "accept",
             crate::plan::firewall::Policy::Drop => "drop",
         };
-        let same_hook = found["type"] == t.chain_type(c)
-            && found["hook"] == c.hook.as_str()
-            && found["prio"] == c.hook.priority()
-            && found["policy"] == policy;
-        if !same_hook {
-            return Some(format!(
-                "chain {} is not `type {} hook {} priority {}; policy {policy}`",
-                c.name,
-                t.chain_type(c),
-                c.hook.as_str(),
-                c.hook.priority()
-            ));
+        match c.hook {
+            Some(hook) => {
+                let same_hook = found["type"] == t.chain_type(c)
+                    && found["hook"] == hook.as_str()
+                    && found["prio"] == hook.priority()
+                    && found["policy"] == policy;
+                if !same_hook {
+                    return Some(format!(
+                        "chain {} is not `type {} hook {} priority {}; policy {policy}`",
+                        c.name,
+                        t.chain_type(c),
+                        hook.as_str(),
+                        hook.priority()
+                    ));
+                }
+            }
+            None if found.get("hook").is_some() => {
+                return Some(format!(
+                    "chain {} is a base chain, not a regular one",
+                    c.name
+                ));
+            }
+            None => {}
         }
         let found = rules.remove(c.name.as_str()).unwrap_or_default();
         let want: Vec<&str> = c.rules.iter().map(|r| r.comment.as_str()).collect();
@@ -542,9 +563,10 @@ mod tests {
                 name: "web".into(),
                 elements: vec!["10.0.2.238".parse().unwrap(), "10.0.0.10".parse().unwrap()],
             }],
+            flow_sets: vec![],
             chains: vec![Chain {
                 name: "input".into(),
-                hook: Hook::Input,
+                hook: Some(Hook::Input),
                 policy: Policy::Drop,
                 rules: vec![rule("replies"), rule("mysql from web")],
             }],
@@ -627,6 +649,40 @@ mod tests {
         assert_eq!(
             table_difference(&extra, &table()).as_deref(),
             Some("chain output is not in the plan")
+        );
+    }
+
+    #[test]
+    fn a_flow_set_counts_whatever_it_holds_and_a_regular_chain_has_no_hook() {
+        use crate::plan::flowlogs::acl_rejection_sets;
+        let mut t = table();
+        t.flow_sets = acl_rejection_sets(false)[..1].to_vec();
+        t.chains.push(Chain {
+            name: "rejected-outbound".into(),
+            hook: None,
+            policy: Policy::Accept,
+            rules: vec![],
+        });
+        let mut found = listing();
+        let objects = found["nftables"].as_array_mut().unwrap();
+        objects.push(
+            json!({"set": {"family": "inet", "name": "acl-outbound-rejected", "table": "vpclab",
+            "elem": [{"elem": {"val": {"concat": ["10.0.0.10", "203.0.113.10", "icmp"]},
+                               "counter": {"packets": 4, "bytes": 336}}}]}}),
+        );
+        objects.push(json!({"chain": {"family": "inet", "table": "vpclab", "name": "rejected-outbound", "handle": 9}}));
+        assert_eq!(table_difference(&found, &t), None);
+        let mut hooked = found.clone();
+        let last = hooked["nftables"].as_array().unwrap().len() - 1;
+        hooked["nftables"][last]["chain"]["hook"] = json!("input");
+        assert_eq!(
+            table_difference(&hooked, &t).as_deref(),
+            Some("chain rejected-outbound is a base chain, not a regular one")
+        );
+        let no_set = without(found, |o| o["set"]["name"] == "acl-outbound-rejected");
+        assert_eq!(
+            table_difference(&no_set, &t).as_deref(),
+            Some("set acl-outbound-rejected is missing")
         );
     }
 

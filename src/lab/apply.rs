@@ -250,9 +250,13 @@ fn carry_out(now: &Running, new_lab: &Lab, new_plan: &Plan, delta: &PlanDelta) -
         )?;
     }
     checkpoint("apply:services")?;
-    if delta.dns_changed || !delta.change_hosts.is_empty() || !delta.add_hosts.is_empty() {
+    if delta.dns_changed
+        || !delta.change_hosts.is_empty()
+        || !delta.add_hosts.is_empty()
+        || delta.flow_logs_changed()
+    {
         control::request(name, &control::Request::Reload, Duration::from_secs(5))
-            .context("reload the supervisor's DNS records and instance metadata")?;
+            .context("reload the supervisor's DNS records, instance metadata and flow logs")?;
     }
     Ok(())
 }

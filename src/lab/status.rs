@@ -1,9 +1,11 @@
 //! What is up: the state file checked against the kernel.
 
 use super::Running;
+use super::flowlogs::{Interface, interfaces};
 use super::state::{self, Phase, State};
 use super::{control, supervisor};
 use crate::kernel::netns;
+use crate::topology::flow_fields::format_version;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,8 @@ pub struct Status {
     pub source: String,
     pub age_seconds: u64,
     pub namespaces: Vec<NsStatus>,
+    /// Every instance's and NAT gateway's network interface, with its flow log.
+    pub interfaces: Vec<Interface>,
     pub processes: Vec<ProcStatus>,
     pub databases: Vec<DbStatus>,
     /// `None` for a lab brought up without services.
@@ -167,6 +171,7 @@ pub fn status(r: &Running) -> Status {
         age_seconds: state::now().saturating_sub(r.state.created),
         healthy: problems.is_empty(),
         namespaces,
+        interfaces: interfaces(&r.lab),
         processes,
         problems,
     }
@@ -280,6 +285,27 @@ pub fn render(s: &Status) -> String {
             n.role,
             n.name
         ));
+    }
+    if !s.interfaces.is_empty() {
+        o.push_str("network interfaces:\n");
+        for i in &s.interfaces {
+            let log = match &i.flow_log {
+                Some(f) => format!(
+                    "flow log every {} s, version {}",
+                    f.interval_secs,
+                    format_version(&f.fields)
+                ),
+                None => "no flow log".into(),
+            };
+            o.push_str(&format!(
+                "  {:<21} {:<12} {:<12} {:<15} {:<10} {log}\n",
+                i.id,
+                i.node,
+                i.subnet,
+                i.address.to_string(),
+                i.az_id,
+            ));
+        }
     }
     if !s.processes.is_empty() {
         o.push_str("processes:\n");

@@ -480,7 +480,7 @@ fn reload(r: &Running) -> Result<()> {
     w.internet
         .store(Arc::new(dns::Zone::new(&r.plan.dns.internet.records)));
     w.metadata.store(Arc::new(metadata_table(r)));
-    Ok(())
+    super::flowlog_collector::follow_now(&r.lab.name)
 }
 
 /// What each running instance's metadata service says, keyed by its private IP.

@@ -7,6 +7,7 @@
 //! batch by the kernel layer. Every rule has a comment saying which AWS device and rule it
 //! stands for; `trace` reads those comments back to explain where a packet went.
 
+use super::flowlogs::{FlowSet, Key, acl_rejection_sets};
 use crate::topology::{AclAction, AclRule, Lab, NetworkAcl, Peer, Protocol, SgRule};
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -26,6 +27,9 @@ pub struct Table {
     /// conntrack out of that namespace keeps the NAT path close to plain forwarding.
     pub stateless: bool,
     pub sets: Vec<Set>,
+    /// Sets that count packets per flow, for VPC flow logs (`plan::flowlogs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flow_sets: Vec<FlowSet>,
     pub chains: Vec<Chain>,
 }
 
@@ -46,7 +50,9 @@ pub struct Set {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Chain {
     pub name: String,
-    pub hook: Hook,
+    /// `None`: a regular chain, which packets reach only by a `goto` of another chain's
+    /// rule (its policy is then meaningless).
+    pub hook: Option<Hook>,
     pub policy: Policy,
     pub rules: Vec<Rule>,
 }
@@ -178,10 +184,32 @@ pub enum Verdict {
     Dnat {
         addr: Ipv4Addr,
     },
+    /// Go on in this regular chain of the table, never to come back.
+    Goto(String),
+    /// Go on in the chain this map gives for the packet's input (or output) device; a
+    /// packet of a device the map lacks goes on with the next rule.
+    DeviceMap {
+        output: bool,
+        chains: Vec<(String, String)>,
+    },
+    /// Add the packet's flow to this flow set of the table, counting it, and drop it.
+    RecordDrop(String),
 }
 
 fn host(ip: Ipv4Addr) -> Addr {
     Addr::Net(Ipv4Net::new(ip, 32).unwrap())
+}
+
+impl Rule {
+    /// Whether the rule has a counter of its own: every rule that decides does (`trace`
+    /// reads them to say which rule saw a packet); a device map only leads on, and a rule
+    /// that records a flow counts in its set element.
+    pub fn counts(&self) -> bool {
+        !matches!(
+            self.verdict,
+            Verdict::RecordDrop(_) | Verdict::DeviceMap { .. }
+        )
+    }
 }
 
 fn rule(matches: Vec<Match>, verdict: Verdict, comment: impl Into<String>) -> Rule {
@@ -256,16 +284,17 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
             name: "mapped".into(),
             elements: mappings.iter().map(|m| m.0).collect(),
         }],
+        flow_sets: vec![],
         chains: vec![
             Chain {
                 name: "prerouting".into(),
-                hook: Hook::Prerouting,
+                hook: Some(Hook::Prerouting),
                 policy: Policy::Accept,
                 rules: dnat,
             },
             Chain {
                 name: "forward".into(),
-                hook: Hook::Forward,
+                hook: Some(Hook::Forward),
                 policy: Policy::Accept,
                 rules: vec![
                     rule(
@@ -287,7 +316,7 @@ pub fn internet_gateway(lab: &Lab, igw: &str, vpc_if: &str) -> Table {
             },
             Chain {
                 name: "postrouting".into(),
-                hook: Hook::Postrouting,
+                hook: Some(Hook::Postrouting),
                 policy: Policy::Accept,
                 rules: snat,
             },
@@ -338,16 +367,17 @@ pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Ta
         family: Family::Ip,
         stateless: false,
         sets: vec![],
+        flow_sets: vec![],
         chains: vec![
             Chain {
                 name: "input".into(),
-                hook: Hook::Input,
+                hook: Some(Hook::Input),
                 policy: Policy::Drop,
                 rules: vec![stateful()],
             },
             Chain {
                 name: "forward".into(),
-                hook: Hook::Forward,
+                hook: Some(Hook::Forward),
                 policy: Policy::Drop,
                 rules: vec![
                     stateful(),
@@ -365,7 +395,7 @@ pub fn nat_gateway(lab: &Lab, name: &str, private_ip: Ipv4Addr, dev: &str) -> Ta
             },
             Chain {
                 name: "postrouting".into(),
-                hook: Hook::Postrouting,
+                hook: Some(Hook::Postrouting),
                 policy: Policy::Accept,
                 rules: pat,
             },
@@ -462,16 +492,17 @@ pub fn security_groups(lab: &Lab, groups: &[usize], managed: &[Managed]) -> Tabl
         family: Family::Inet,
         stateless: false,
         sets,
+        flow_sets: vec![],
         chains: vec![
             Chain {
                 name: "input".into(),
-                hook: Hook::Input,
+                hook: Some(Hook::Input),
                 policy: Policy::Drop,
                 rules: inbound,
             },
             Chain {
                 name: "output".into(),
-                hook: Hook::Output,
+                hook: Some(Hook::Output),
                 policy: Policy::Drop,
                 rules: outbound,
             },
@@ -481,6 +512,35 @@ pub fn security_groups(lab: &Lab, groups: &[usize], managed: &[Managed]) -> Tabl
 
 /// The set of the VPC router's own addresses in its ACL table.
 const ROUTER_SET: &str = "router";
+
+/// The base chain of the network ACLs' outbound rules; each guarded subnet's rules are in
+/// a chain of their own named after it (`acl-outbound-private-2a`).
+pub const ACL_OUTBOUND: &str = "acl-outbound";
+/// The base chain of the network ACLs' inbound rules (`acl-inbound-private-2a`).
+pub const ACL_INBOUND: &str = "acl-inbound";
+
+/// The chain of a subnet's outbound (or inbound) ACL rules.
+pub fn acl_chain(inbound: bool, subnet: &str) -> String {
+    let base = if inbound { ACL_INBOUND } else { ACL_OUTBOUND };
+    format!("{base}-{subnet}")
+}
+
+/// Whether a chain of the router's ACL table holds one subnet's ACL rules (or is the base
+/// chain that leads to them) in the given direction.
+pub fn is_acl_chain(chain: &str, inbound: bool) -> bool {
+    let base = if inbound { ACL_INBOUND } else { ACL_OUTBOUND };
+    chain == base || chain.starts_with(&format!("{base}-"))
+}
+
+/// The chain an ACL's denying rules hand a packet to when flow logs are on: it adds the
+/// packet's flow to a rejection set and drops it (`plan::flowlogs`).
+pub fn rejection_chain(inbound: bool) -> &'static str {
+    if inbound {
+        "rejected-inbound"
+    } else {
+        "rejected-outbound"
+    }
+}
 
 /// The network ACLs, in the VPC router's namespace (`bridges[i]` is subnet `i`'s bridge),
 /// or `None` when every subnet has the VPC's default ACL, which allows everything.
@@ -495,6 +555,11 @@ const ROUTER_SET: &str = "router";
 /// and traffic the router answers itself (the Amazon DNS server, instance metadata, the
 /// subnet gateways, `router_addrs`) is let through before any ACL rule, as AWS never
 /// filters it; what the router sends leaves through `output`, which has no chain here.
+///
+/// Each base chain sends a packet straight to the rules of its subnet with one map lookup
+/// on the bridge's name, so a packet meets only the rules of the ACL that guards it, never
+/// those of the other subnets. With flow logs on, what a rule denies goes through a chain
+/// that counts it per flow before dropping it, for the REJECT records.
 pub fn network_acls(lab: &Lab, bridges: &[String], router_addrs: Vec<Ipv4Addr>) -> Option<Table> {
     let guarded: Vec<(usize, &NetworkAcl)> = (0..lab.subnets.len())
         .filter_map(|i| lab.network_acl_of(i).map(|a| (i, a)))
@@ -502,53 +567,132 @@ pub fn network_acls(lab: &Lab, bridges: &[String], router_addrs: Vec<Ipv4Addr>) 
     if guarded.is_empty() {
         return None;
     }
-    let mut outbound = vec![rule(
-        vec![Match::Daddr(Addr::Set(ROUTER_SET.into()))],
-        Verdict::Accept,
-        "VPC router (Amazon DNS, instance metadata, gateways): never filtered by network ACLs",
-    )];
-    let mut inbound = Vec::new();
-    for (subnet, acl) in guarded {
-        let s = &lab.subnets[subnet].name;
-        let br = &bridges[subnet];
-        for (rules, chain, inbound_dir) in [
-            (&acl.outbound, &mut outbound, false),
-            (&acl.inbound, &mut inbound, true),
-        ] {
+    let record = lab.has_flow_logs();
+    let mut subnet_chains = Vec::new();
+    let mut maps: [Vec<(String, String)>; 2] = [vec![], vec![]];
+    for inbound_dir in [false, true] {
+        for (subnet, acl) in &guarded {
+            let s = &lab.subnets[*subnet].name;
             let dir = if inbound_dir { "inbound" } else { "outbound" };
-            let dev = if inbound_dir {
-                Match::Oif(br.clone())
-            } else {
-                Match::Iif(br.clone())
+            let deny = || match record {
+                true => Verdict::Goto(rejection_chain(inbound_dir).into()),
+                false => Verdict::Drop,
             };
-            for r in rules {
-                let mut m = vec![dev.clone()];
-                if r.peer.prefix_len() > 0 {
-                    m.push(if inbound_dir {
-                        Match::Saddr(Addr::Net(r.peer))
-                    } else {
-                        Match::Daddr(Addr::Net(r.peer))
-                    });
-                }
-                m.extend(l4(r.protocol, r.ports));
-                let verdict = match r.action {
-                    AclAction::Allow => Verdict::Accept,
-                    AclAction::Deny => Verdict::Drop,
-                };
-                chain.push(rule(
-                    m,
-                    verdict,
-                    acl_comment(&acl.name, dir, s, r, inbound_dir),
-                ));
-            }
-            chain.push(rule(
-                vec![dev],
-                Verdict::Drop,
+            let list = if inbound_dir {
+                &acl.inbound
+            } else {
+                &acl.outbound
+            };
+            let mut rules: Vec<Rule> = list
+                .iter()
+                .map(|r| {
+                    let mut m = vec![];
+                    if r.peer.prefix_len() > 0 {
+                        m.push(if inbound_dir {
+                            Match::Saddr(Addr::Net(r.peer))
+                        } else {
+                            Match::Daddr(Addr::Net(r.peer))
+                        });
+                    }
+                    m.extend(l4(r.protocol, r.ports));
+                    let verdict = match r.action {
+                        AclAction::Allow => Verdict::Accept,
+                        AclAction::Deny => deny(),
+                    };
+                    rule(m, verdict, acl_comment(&acl.name, dir, s, r, inbound_dir))
+                })
+                .collect();
+            rules.push(rule(
+                vec![],
+                deny(),
                 format!(
                     "network ACL {} {dir} rule * ({s}): deny all traffic",
                     acl.name
                 ),
             ));
+            let name = acl_chain(inbound_dir, s);
+            maps[usize::from(inbound_dir)].push((bridges[*subnet].clone(), name.clone()));
+            subnet_chains.push(Chain {
+                name,
+                hook: None,
+                policy: Policy::Accept,
+                rules,
+            });
+        }
+    }
+    let [outbound_map, inbound_map] = maps;
+    let mut chains = vec![
+        Chain {
+            name: ACL_OUTBOUND.into(),
+            hook: Some(Hook::Prerouting),
+            policy: Policy::Accept,
+            rules: vec![
+                rule(
+                    vec![Match::Daddr(Addr::Set(ROUTER_SET.into()))],
+                    Verdict::Accept,
+                    "VPC router (Amazon DNS, instance metadata, gateways): never filtered by network ACLs",
+                ),
+                rule(
+                    vec![],
+                    Verdict::DeviceMap {
+                        output: false,
+                        chains: outbound_map,
+                    },
+                    "network ACLs: the outbound rules of the subnet the packet leaves",
+                ),
+            ],
+        },
+        Chain {
+            name: ACL_INBOUND.into(),
+            hook: Some(Hook::Forward),
+            policy: Policy::Accept,
+            rules: vec![rule(
+                vec![],
+                Verdict::DeviceMap {
+                    output: true,
+                    chains: inbound_map,
+                },
+                "network ACLs: the inbound rules of the subnet the packet enters",
+            )],
+        },
+    ];
+    chains.extend(subnet_chains);
+    let mut flow_sets = Vec::new();
+    if record {
+        for inbound_dir in [false, true] {
+            let sets = acl_rejection_sets(inbound_dir);
+            let mut rules: Vec<Rule> = sets
+                .iter()
+                .flat_map(|set| {
+                    let protocols: Vec<Vec<Match>> = match set.key {
+                        Key::Ports => {
+                            vec![vec![Match::Proto(L4::Tcp)], vec![Match::Proto(L4::Udp)]]
+                        }
+                        Key::PortsVia(p) => vec![vec![Match::Proto(p)]],
+                        Key::NoPorts | Key::NoPortsVia => vec![vec![]],
+                    };
+                    protocols.into_iter().map(|m| {
+                        rule(
+                            m,
+                            Verdict::RecordDrop(set.name.clone()),
+                            "flow logs: count the rejected flow",
+                        )
+                    })
+                })
+                .collect();
+            // A set that is full adds nothing and so does not drop either: this does.
+            rules.push(rule(
+                vec![],
+                Verdict::Drop,
+                "flow logs: rejected (too many flows to count)",
+            ));
+            chains.push(Chain {
+                name: rejection_chain(inbound_dir).into(),
+                hook: None,
+                policy: Policy::Accept,
+                rules,
+            });
+            flow_sets.extend(sets);
         }
     }
     Some(Table {
@@ -558,20 +702,8 @@ pub fn network_acls(lab: &Lab, bridges: &[String], router_addrs: Vec<Ipv4Addr>) 
             name: ROUTER_SET.into(),
             elements: router_addrs,
         }],
-        chains: vec![
-            Chain {
-                name: "acl-outbound".into(),
-                hook: Hook::Prerouting,
-                policy: Policy::Accept,
-                rules: outbound,
-            },
-            Chain {
-                name: "acl-inbound".into(),
-                hook: Hook::Forward,
-                policy: Policy::Accept,
-                rules: inbound,
-            },
-        ],
+        flow_sets,
+        chains,
     })
 }
 
@@ -681,6 +813,16 @@ impl fmt::Display for Verdict {
                 ports: Some((a, b)),
             } => write!(f, "snat to {addr}:{a}-{b}"),
             Verdict::Dnat { addr } => write!(f, "dnat to {addr}"),
+            Verdict::Goto(chain) => write!(f, "goto {chain}"),
+            Verdict::DeviceMap { output, chains } => {
+                let map: Vec<String> = chains
+                    .iter()
+                    .map(|(dev, chain)| format!("\"{dev}\" : goto {chain}"))
+                    .collect();
+                let key = if *output { "oifname" } else { "iifname" };
+                write!(f, "{key} vmap {{ {} }}", map.join(", "))
+            }
+            Verdict::RecordDrop(set) => write!(f, "add @{set} drop"),
         }
     }
 }
@@ -696,14 +838,21 @@ impl Table {
         let action = match (&r.verdict, self.stateless) {
             (Verdict::Snat { addr, .. }, true) => format!("ip saddr set {addr}"),
             (Verdict::Dnat { addr }, true) => format!("ip daddr set {addr}"),
+            (Verdict::RecordDrop(set), _) => match self.flow_sets.iter().find(|f| &f.name == set) {
+                Some(f) => format!("{} drop", f.add_statement()),
+                None => format!("add @{set} drop"),
+            },
             (v, _) => v.to_string(),
         };
-        s + &format!("counter {action} comment \"{}\"", r.comment)
+        if r.counts() {
+            s += "counter ";
+        }
+        s + &format!("{action} comment \"{}\"", r.comment)
     }
 
     /// The nftables chain type: NAT chains only where conntrack does the translating.
     pub fn chain_type(&self, c: &Chain) -> &'static str {
-        if c.hook.is_nat() && !self.stateless {
+        if c.hook.is_some_and(Hook::is_nat) && !self.stateless {
             "nat"
         } else {
             "filter"
@@ -728,6 +877,9 @@ impl fmt::Display for Table {
             }
             writeln!(f, "\t}}")?;
         }
+        for s in &self.flow_sets {
+            writeln!(f, "\t{}", s.declaration())?;
+        }
         for c in &self.chains {
             let kind = self.chain_type(c);
             let policy = match c.policy {
@@ -735,12 +887,14 @@ impl fmt::Display for Table {
                 Policy::Drop => "drop",
             };
             writeln!(f, "\tchain {} {{", c.name)?;
-            writeln!(
-                f,
-                "\t\ttype {kind} hook {} priority {}; policy {policy};",
-                c.hook.as_str(),
-                c.hook.priority()
-            )?;
+            if let Some(hook) = c.hook {
+                writeln!(
+                    f,
+                    "\t\ttype {kind} hook {} priority {}; policy {policy};",
+                    hook.as_str(),
+                    hook.priority()
+                )?;
+            }
             for r in &c.rules {
                 writeln!(f, "\t\t{}", self.rule_text(r))?;
             }
@@ -758,11 +912,18 @@ mod tests {
         crate::plan::compile(&load(Source::Builtin, None).unwrap().lab)
     }
 
-    /// The built-in lab with the issue's example ACL on its private subnets.
-    fn plan_with_acl() -> crate::plan::Plan {
-        let text = crate::topology::BUILTIN_YAML.replacen(
-            "instances:\n",
-            "network_acls:
+    /// The built-in lab with the issue's example ACL on its private subnets, and `vpc_extra`
+    /// under its `vpc:`.
+    fn plan_with_acl(vpc_extra: &str) -> crate::plan::Plan {
+        let text = crate::topology::BUILTIN_YAML
+            .replacen(
+                "  cidr: 10.0.0.0/16\n",
+                &format!("  cidr: 10.0.0.0/16\n{vpc_extra}"),
+                1,
+            )
+            .replacen(
+                "instances:\n",
+                "network_acls:
   private-acl:
     subnets: [private-2a, private-2c]
     inbound:
@@ -772,8 +933,8 @@ mod tests {
     outbound:
       - { rule: 100, protocol: all, destination: 0.0.0.0/0, action: allow }
 instances:\n",
-            1,
-        );
+                1,
+            );
         let (lab, d) = crate::topology::check(&text, &Source::Builtin, None);
         let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
         crate::plan::compile(&lab)
@@ -786,7 +947,7 @@ instances:\n",
 
     #[test]
     fn network_acls_are_stateless_numbered_chains_in_the_router() {
-        let p = plan_with_acl();
+        let p = plan_with_acl("");
         let router = p.netns("vpc-router").unwrap();
         let t = router.firewall.as_ref().unwrap();
         assert!(t.stateless);
@@ -805,41 +966,40 @@ instances:\n",
                 .clone()
         };
         let (a, c) = (br("private-2a"), br("private-2c"));
-        // Leaving: before the route lookup, the router's own addresses first.
+        // Leaving: before the route lookup, the router's own addresses first, then one
+        // lookup of the bridge leads to the rules of that subnet alone.
         assert_eq!(
             rules("acl-outbound"),
             [
                 "ip daddr @router counter accept comment \"VPC router (Amazon DNS, instance metadata, gateways): never filtered by network ACLs\"".to_string(),
-                format!("iifname \"{a}\" counter accept comment \"network ACL private-acl outbound rule 100 (private-2a): allow all traffic to 0.0.0.0/0\""),
-                format!("iifname \"{a}\" counter drop comment \"network ACL private-acl outbound rule * (private-2a): deny all traffic\""),
-                format!("iifname \"{c}\" counter accept comment \"network ACL private-acl outbound rule 100 (private-2c): allow all traffic to 0.0.0.0/0\""),
-                format!("iifname \"{c}\" counter drop comment \"network ACL private-acl outbound rule * (private-2c): deny all traffic\""),
+                format!("iifname vmap {{ \"{a}\" : goto acl-outbound-private-2a, \"{c}\" : goto acl-outbound-private-2c }} comment \"network ACLs: the outbound rules of the subnet the packet leaves\""),
+            ]
+        );
+        assert_eq!(
+            rules("acl-outbound-private-2c"),
+            [
+                "counter accept comment \"network ACL private-acl outbound rule 100 (private-2c): allow all traffic to 0.0.0.0/0\"",
+                "counter drop comment \"network ACL private-acl outbound rule * (private-2c): deny all traffic\"",
             ]
         );
         // Entering: lowest number first, a deny before the final `*`.
-        let inbound = rules("acl-inbound");
         assert_eq!(
-            inbound[..4],
+            rules("acl-inbound-private-2a"),
             [
-                format!(
-                    "oifname \"{a}\" ip saddr 10.0.0.0/16 tcp dport 22 counter accept comment \"network ACL private-acl inbound rule 100 (private-2a): allow tcp 22 from 10.0.0.0/16\""
-                ),
-                format!(
-                    "oifname \"{a}\" ip saddr 10.0.9.0/24 meta l4proto icmp counter drop comment \"network ACL private-acl inbound rule 150 (private-2a): deny icmp from 10.0.9.0/24\""
-                ),
-                format!(
-                    "oifname \"{a}\" tcp dport 1024-65535 counter accept comment \"network ACL private-acl inbound rule 200 (private-2a): allow tcp 1024-65535 from 0.0.0.0/0\""
-                ),
-                format!(
-                    "oifname \"{a}\" counter drop comment \"network ACL private-acl inbound rule * (private-2a): deny all traffic\""
-                ),
+                "ip saddr 10.0.0.0/16 tcp dport 22 counter accept comment \"network ACL private-acl inbound rule 100 (private-2a): allow tcp 22 from 10.0.0.0/16\"",
+                "ip saddr 10.0.9.0/24 meta l4proto icmp counter drop comment \"network ACL private-acl inbound rule 150 (private-2a): deny icmp from 10.0.9.0/24\"",
+                "tcp dport 1024-65535 counter accept comment \"network ACL private-acl inbound rule 200 (private-2a): allow tcp 1024-65535 from 0.0.0.0/0\"",
+                "counter drop comment \"network ACL private-acl inbound rule * (private-2a): deny all traffic\"",
             ]
         );
-        assert_eq!(inbound.len(), 8);
         let chain = |n: &str| t.chains.iter().find(|c| c.name == n).unwrap();
-        assert_eq!(chain("acl-outbound").hook, super::Hook::Prerouting);
-        assert_eq!(chain("acl-inbound").hook, super::Hook::Forward);
+        assert_eq!(chain("acl-outbound").hook, Some(super::Hook::Prerouting));
+        assert_eq!(chain("acl-inbound").hook, Some(super::Hook::Forward));
+        assert_eq!(chain("acl-inbound-private-2c").hook, None);
+        assert_eq!(t.chains.len(), 6);
         assert!(t.chains.iter().all(|c| t.chain_type(c) == "filter"));
+        // Without flow logs nothing counts the rejected flows.
+        assert!(t.flow_sets.is_empty());
         // Every address the router answers on is exempt: DNS, metadata, each gateway.
         let exempt: Vec<String> = t.sets[0].elements.iter().map(|e| e.to_string()).collect();
         for ip in [
@@ -851,6 +1011,42 @@ instances:\n",
         ] {
             assert!(exempt.contains(&ip.to_string()), "{ip} in {exempt:?}");
         }
+    }
+
+    #[test]
+    fn with_flow_logs_what_an_acl_denies_is_counted_per_flow_before_it_is_dropped() {
+        let p = plan_with_acl("  flow_logs: { interval: 60 }\n");
+        let t = p.netns("vpc-router").unwrap().firewall.as_ref().unwrap();
+        let chain = |n: &str| t.chains.iter().find(|c| c.name == n).unwrap();
+        let denies: Vec<String> = chain("acl-inbound-private-2a")
+            .rules
+            .iter()
+            .filter(|r| r.comment.contains("deny"))
+            .map(|r| t.rule_text(r))
+            .collect();
+        assert_eq!(
+            denies,
+            [
+                "ip saddr 10.0.9.0/24 meta l4proto icmp counter goto rejected-inbound comment \"network ACL private-acl inbound rule 150 (private-2a): deny icmp from 10.0.9.0/24\"",
+                "counter goto rejected-inbound comment \"network ACL private-acl inbound rule * (private-2a): deny all traffic\"",
+            ]
+        );
+        let recording: Vec<String> = chain("rejected-inbound")
+            .rules
+            .iter()
+            .map(|r| t.rule_text(r))
+            .collect();
+        assert_eq!(
+            recording,
+            [
+                "meta l4proto tcp add @acl-inbound-rejected-tcp { ip saddr . ip daddr . th sport . th dport . rt ip nexthop counter } drop comment \"flow logs: count the rejected flow\"",
+                "meta l4proto udp add @acl-inbound-rejected-udp { ip saddr . ip daddr . th sport . th dport . rt ip nexthop counter } drop comment \"flow logs: count the rejected flow\"",
+                "add @acl-inbound-rejected-noport { ip saddr . ip daddr . meta l4proto . rt ip nexthop counter } drop comment \"flow logs: count the rejected flow\"",
+                "counter drop comment \"flow logs: rejected (too many flows to count)\"",
+            ]
+        );
+        assert_eq!(chain("rejected-outbound").rules.len(), 4);
+        assert_eq!(t.flow_sets.len(), 5);
     }
 
     #[test]

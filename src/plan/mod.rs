@@ -79,6 +79,10 @@ pub struct Netns {
     pub routes: Vec<Route>,
     pub rules: Vec<PolicyRule>,
     pub firewall: Option<firewall::Table>,
+    /// The flow-log counting table of an interface under a flow log (`plan::flowlogs`),
+    /// apart from `firewall` so a flow log comes and goes without touching the filters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_log: Option<flowlogs::Counting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -1,6 +1,7 @@
 //! Namespaces, links, addresses, routes and policy rules of a lab.
 
 use super::firewall;
+use super::flowlogs::Counting;
 use super::names::{IfNames, namespace_name};
 use super::*;
 use crate::topology::well_known::{
@@ -71,6 +72,7 @@ fn empty_ns(lab: &Lab, node: &str, role: Role, az: Option<&str>, forwarding: boo
         routes: vec![],
         rules: vec![],
         firewall: None,
+        flow_log: None,
     }
 }
 
@@ -197,6 +199,9 @@ pub fn compile(lab: &Lab) -> Network {
         ));
         attach(&mut ns, &n.name, n.subnet, n.private_ip, &mut veths);
         ns.firewall = Some(firewall::nat_gateway(lab, &n.name, n.private_ip, HOST_IF));
+        ns.flow_log = lab
+            .flow_logs_of_subnet(n.subnet)
+            .map(|_| Counting::NatGateway);
         hosts_in_vpc.push(ns);
     }
     for i in &lab.instances {
@@ -204,6 +209,7 @@ pub fn compile(lab: &Lab) -> Network {
         let mut ns = empty_ns(lab, &i.name, Role::Instance, Some(az), false);
         attach(&mut ns, &i.name, i.subnet, i.private_ip, &mut veths);
         ns.firewall = Some(firewall::security_groups(lab, &i.security_groups, &[]));
+        ns.flow_log = lab.flow_logs_of(i).map(|_| Counting::Instance);
         hosts_in_vpc.push(ns);
     }
     for d in &lab.databases {

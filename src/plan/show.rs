@@ -90,6 +90,12 @@ pub fn render(plan: &Plan) -> String {
                 let _ = writeln!(w, "  {line}");
             }
         }
+        if let Some(c) = n.flow_log {
+            let _ = writeln!(w, "  # {} (flow-log counting table)", n.name);
+            for line in c.ruleset().lines() {
+                let _ = writeln!(w, "  {line}");
+            }
+        }
     }
 
     let _ = writeln!(w, "\nDNS records:");

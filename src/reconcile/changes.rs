@@ -5,9 +5,10 @@
 //! reference is compared by the name it resolves to.
 
 use super::{Change, Kind, Op};
+use crate::topology::flow_fields::DEFAULT_FORMAT;
 use crate::topology::{
-    Answer, Database, Expectation, InternetHost, Lab, NetworkAcl, Outcome, Peer, Protocol,
-    PublicIp, RouteTable, RouteTarget, SecurityGroup, Service, SgRule,
+    Answer, Database, Expectation, FlowLogs, InternetHost, Lab, NetworkAcl, Outcome, Peer,
+    Protocol, PublicIp, RouteTable, RouteTarget, SecurityGroup, Service, SgRule,
 };
 use std::fmt::Display;
 
@@ -179,6 +180,7 @@ pub(super) fn list(old: &Lab, new: &Lab) -> Vec<Change> {
     security_groups(&mut out, old, new);
     network_acls(&mut out, old, new);
     instances(&mut out, old, new);
+    flow_logs(&mut out, old, new);
     compare(
         &mut out,
         Kind::DbSubnetGroup,
@@ -521,6 +523,68 @@ fn instances(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
                 &service_names(&n.services),
             ));
             d
+        },
+    );
+}
+
+/// Every flow log of a lab, named by what it is on (`vpc my-vpc`, `subnet public-2a`,
+/// `instance web`): on AWS each is a resource of its own, attached to one of them.
+fn flow_log_list(lab: &Lab) -> Vec<(String, FlowLogs)> {
+    let vpc = lab
+        .vpc
+        .flow_logs
+        .iter()
+        .map(|f| (format!("vpc {}", lab.vpc.name), f.clone()));
+    let subnets = lab.subnets.iter().filter_map(|s| {
+        s.flow_logs
+            .as_ref()
+            .map(|f| (format!("subnet {}", s.name), f.clone()))
+    });
+    let instances = lab.instances.iter().filter_map(|i| {
+        i.flow_logs
+            .as_ref()
+            .map(|f| (format!("instance {}", i.name), f.clone()))
+    });
+    vpc.chain(subnets).chain(instances).collect()
+}
+
+/// `default`, or the fields in the order the records give them.
+fn format_text(f: &FlowLogs) -> String {
+    if f.fields == DEFAULT_FORMAT {
+        return "default".into();
+    }
+    f.fields
+        .iter()
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn flow_logs(out: &mut Vec<Change>, old: &Lab, new: &Lab) {
+    let (before, after) = (flow_log_list(old), flow_log_list(new));
+    compare(
+        out,
+        Kind::FlowLog,
+        pair(&before, &after, |(on, _)| on),
+        |(on, _)| on.clone(),
+        |(_, f)| {
+            vec![
+                format!("every {} s", f.interval_secs),
+                format!("format {}", format_text(f)),
+            ]
+        },
+        |(_, o), (_, n)| {
+            [
+                edit(
+                    "interval",
+                    format!("{} s", o.interval_secs),
+                    format!("{} s", n.interval_secs),
+                ),
+                edit("format", format_text(o), format_text(n)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
         },
     );
 }

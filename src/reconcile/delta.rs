@@ -8,8 +8,9 @@
 //! Applied in this order, no step needs something a later step makes: remove namespaces;
 //! in each changed namespace remove rules, routes and addresses; remove veths, then
 //! bridges; create namespaces; add bridges, veths, addresses, routes and rules; replace
-//! firewall tables; reload DNS; stop and start services.
+//! firewall tables; load or delete flow-log tables; reload DNS; stop and start services.
 
+use crate::plan::flowlogs::Counting;
 use crate::plan::{Address, Host, Netns, Plan, PolicyRule, Route, Sysctl, Veth, firewall};
 use crate::topology::Service;
 use serde::Serialize;
@@ -57,6 +58,8 @@ pub struct NetnsDelta {
     pub remove_rules: Vec<PolicyRule>,
     /// `None`: the table is unchanged and stays loaded.
     pub firewall: Option<FirewallChange>,
+    /// `None`: the flow-log counting table stays as it is (or absent).
+    pub flow_log: Option<FlowLogChange>,
 }
 
 /// A namespace's nftables table changes in one nft transaction, so no packet ever meets
@@ -68,6 +71,15 @@ pub enum FirewallChange {
     /// Load this table in place of the current one (or where there was none).
     Replace(firewall::Table),
     /// Delete the table: the namespace has none any more.
+    Delete,
+}
+
+/// A flow log on the namespace's interface begins or ends. The counting table is loaded
+/// or deleted whole; the security groups' table is not touched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowLogChange {
+    Install(Counting),
     Delete,
 }
 
@@ -100,6 +112,7 @@ impl NetnsDelta {
             + self.add_rules.len()
             + self.remove_rules.len()
             + usize::from(self.firewall.is_some())
+            + usize::from(self.flow_log.is_some())
     }
 }
 
@@ -115,6 +128,12 @@ impl PlanDelta {
             && self.add_hosts.is_empty()
             && self.remove_hosts.is_empty()
             && self.change_hosts.is_empty()
+    }
+
+    /// A flow-log counting table is loaded or deleted in a namespace that stays: the
+    /// supervisor's collector must start or stop logging that interface.
+    pub fn flow_logs_changed(&self) -> bool {
+        self.change_namespaces.iter().any(|c| c.flow_log.is_some())
     }
 
     /// How many kernel objects the delta creates, deletes or rewrites: one per namespace
@@ -133,6 +152,7 @@ impl PlanDelta {
                     + n.routes.len()
                     + n.rules.len()
                     + usize::from(n.firewall.is_some())
+                    + usize::from(n.flow_log.is_some())
             })
             .sum();
         created
@@ -194,6 +214,10 @@ fn netns_delta(old: &Netns, new: &Netns, links: &Links) -> NetnsDelta {
         firewall: (old.firewall != new.firewall).then(|| match &new.firewall {
             Some(table) => FirewallChange::Replace(table.clone()),
             None => FirewallChange::Delete,
+        }),
+        flow_log: (old.flow_log != new.flow_log).then_some(match new.flow_log {
+            Some(c) => FlowLogChange::Install(c),
+            None => FlowLogChange::Delete,
         }),
     }
 }

@@ -19,7 +19,7 @@ mod rules;
 #[cfg(test)]
 mod tests;
 
-pub use delta::{FirewallChange, HostDelta, NetnsDelta, PlanDelta, delta};
+pub use delta::{FirewallChange, FlowLogChange, HostDelta, NetnsDelta, PlanDelta, delta};
 
 use crate::topology::Lab;
 use serde::{Serialize, Serializer};
@@ -60,6 +60,7 @@ pub enum Kind {
     SecurityGroup,
     NetworkAcl,
     Instance,
+    FlowLog,
     DbSubnetGroup,
     Database,
     InternetHost,
@@ -78,6 +79,7 @@ impl Kind {
             Kind::SecurityGroup => "security group",
             Kind::NetworkAcl => "network acl",
             Kind::Instance => "instance",
+            Kind::FlowLog => "flow log",
             Kind::DbSubnetGroup => "db subnet group",
             Kind::Database => "database",
             Kind::InternetHost => "internet host",

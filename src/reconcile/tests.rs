@@ -713,3 +713,67 @@ instances:
         Some(FirewallChange::Replace(_))
     ));
 }
+
+#[test]
+fn a_flow_log_turned_on_loads_a_counting_table_in_each_interface_it_covers_and_nothing_else() {
+    let old = builtin();
+    let new = edited(&[(
+        "private-2a: { az: ap-northeast-2a, cidr: 10.0.1.0/24, route_table: private }",
+        "private-2a: { az: ap-northeast-2a, cidr: 10.0.1.0/24, route_table: private, flow_logs: { interval: 60 } }",
+    )]);
+    assert_eq!(
+        lines(&changes(&old, &new)),
+        ["+ flow log subnet private-2a (every 60 s, format default)"]
+    );
+    let (a, b) = plans(&old, &new);
+    let d = delta(&a, &b);
+    // app is the only interface in private-2a; its security groups' table stays.
+    assert_eq!(touched(&d), [ns("app")]);
+    let app = &d.change_namespaces[0];
+    assert_eq!(
+        app.flow_log,
+        Some(FlowLogChange::Install(
+            crate::plan::flowlogs::Counting::Instance
+        ))
+    );
+    assert_eq!(app.firewall, None);
+    assert_eq!(d.kernel_writes(&b), 1);
+    let back = delta(&b, &a);
+    assert_eq!(
+        back.change_namespaces[0].flow_log,
+        Some(FlowLogChange::Delete)
+    );
+    assert_eq!(
+        lines(&changes(&new, &old)),
+        ["- flow log subnet private-2a"]
+    );
+}
+
+#[test]
+fn a_vpc_flow_log_covers_the_nat_gateway_and_a_new_format_changes_no_table() {
+    let old = edited(&[(
+        "  cidr: 10.0.0.0/16\n",
+        "  cidr: 10.0.0.0/16\n  flow_logs: {}\n",
+    )]);
+    let (_, a) = plans(&builtin(), &old);
+    let covered: Vec<&str> = a
+        .namespaces
+        .iter()
+        .filter(|n| n.flow_log.is_some())
+        .map(|n| n.node.as_str())
+        .collect();
+    assert_eq!(covered, ["my-nat", "web", "app"]);
+    let new = edited(&[(
+        "  cidr: 10.0.0.0/16\n",
+        "  cidr: 10.0.0.0/16\n  flow_logs: { interval: 60, format: '${version} ${srcaddr} ${action}' }\n",
+    )]);
+    assert_eq!(
+        lines(&changes(&old, &new)),
+        [
+            "~ flow log vpc my-vpc-01: interval: 600 s -> 60 s, format: default -> version srcaddr action"
+        ]
+    );
+    let (a, b) = plans(&old, &new);
+    // The collector reads the new interval and format; the kernel counts as before.
+    assert!(delta(&a, &b).is_empty());
+}

@@ -33,6 +33,36 @@ pub fn region_azs(region: &str) -> Option<Vec<String>> {
         .map(|(r, letters)| letters.chars().map(|c| format!("{r}{c}")).collect())
 }
 
+/// An availability zone's AZ ID (`ap-northeast-2a` -> `apne2-az1`): the region's short
+/// code and the zone's number. AWS maps zone names to AZ IDs per account; the lab numbers
+/// the zones by their letter (a -> az1), the same for everyone.
+pub fn az_id(az: &str) -> String {
+    let Some((region, letter)) = az.len().checked_sub(1).map(|i| az.split_at(i)) else {
+        return az.to_string();
+    };
+    let short: String = region
+        .split('-')
+        .map(|part| match part {
+            "northeast" => "ne",
+            "southeast" => "se",
+            "northwest" => "nw",
+            "southwest" => "sw",
+            "north" => "n",
+            "south" => "s",
+            "east" => "e",
+            "west" => "w",
+            "central" => "c",
+            other => other,
+        })
+        .collect();
+    let number = letter
+        .bytes()
+        .next()
+        .filter(u8::is_ascii_lowercase)
+        .map_or(0, |b| b - b'a' + 1);
+    format!("{short}-az{number}")
+}
+
 /// The console's rule "Type" column: a name that fixes protocol and port.
 pub struct RuleType {
     pub name: &'static str,
@@ -231,6 +261,14 @@ mod tests {
             ]
         );
         assert!(region_azs("mars-north-1").is_none());
+    }
+
+    #[test]
+    fn az_ids_name_the_region_short_and_number_the_zone() {
+        assert_eq!(az_id("ap-northeast-2a"), "apne2-az1");
+        assert_eq!(az_id("ap-northeast-2c"), "apne2-az3");
+        assert_eq!(az_id("us-east-1f"), "use1-az6");
+        assert_eq!(az_id("eu-central-1b"), "euc1-az2");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! lab; only instances' auto-assigned public IPs stay `auto`, since the file has no way to
 //! pin one (a running lab keeps them through its recorded allocations).
 
+use super::flow_fields::DEFAULT_FORMAT;
 use super::model::*;
 
 /// The lab as a lab file.
@@ -17,7 +18,7 @@ pub fn to_yaml(lab: &Lab) -> String {
     w.line(0, "vpc:");
     w.line(1, &format!("name: {}", q(&lab.vpc.name)));
     w.line(1, &format!("cidr: {}", lab.vpc.cidr));
-    if let Some(fl) = lab.vpc.flow_logs {
+    if let Some(fl) = &lab.vpc.flow_logs {
         w.line(1, &format!("flow_logs: {}", flow_logs(fl)));
     }
     w.line(0, &format!("public_ip_pool: {}", lab.public_ip_pool));
@@ -29,7 +30,7 @@ pub fn to_yaml(lab: &Lab) -> String {
         if s.route_table != 0 {
             f.push(("route_table", q(&lab.route_tables[s.route_table].name)));
         }
-        if let Some(fl) = s.flow_logs {
+        if let Some(fl) = &s.flow_logs {
             f.push(("flow_logs", flow_logs(fl)));
         }
         w.line(1, &format!("{}: {}", q(&s.name), flow(&f)));
@@ -145,6 +146,9 @@ pub fn to_yaml(lab: &Lab) -> String {
             if !i.services.is_empty() {
                 let s: Vec<String> = i.services.iter().map(|s| s.as_str().into()).collect();
                 f.push(("services", list(&s)));
+            }
+            if let Some(fl) = &i.flow_logs {
+                f.push(("flow_logs", flow_logs(fl)));
             }
             w.line(1, &format!("{}: {}", q(&i.name), flow(&f)));
         }
@@ -315,8 +319,21 @@ fn traffic(
     f
 }
 
-fn flow_logs(fl: FlowLogs) -> String {
-    format!("{{ interval: {} }}", fl.interval_secs)
+/// A flow log's settings; a custom format as AWS writes one (`${field} ...`).
+fn flow_logs(fl: &FlowLogs) -> String {
+    if fl.fields == DEFAULT_FORMAT {
+        return format!("{{ interval: {} }}", fl.interval_secs);
+    }
+    let format: Vec<String> = fl
+        .fields
+        .iter()
+        .map(|f| format!("${{{}}}", f.name()))
+        .collect();
+    format!(
+        "{{ interval: {}, format: {} }}",
+        fl.interval_secs,
+        q(&format.join(" "))
+    )
 }
 
 fn flow(fields: &[(&str, String)]) -> String {

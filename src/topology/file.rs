@@ -57,7 +57,8 @@ pub struct VpcFile {
     pub flow_logs: Option<FlowLogsFile>,
 }
 
-/// `flow_logs: { interval: 60, format: default }`, on the VPC or a subnet.
+/// `flow_logs: { interval: 60, format: default }`, on the VPC, a subnet or an instance;
+/// `format` is `default` or a list of fields (`${version} ${vpc-id} ...`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlowLogsFile {
@@ -144,6 +145,7 @@ pub struct InstanceFile {
     pub security_groups: Vec<S<String>>,
     #[serde(default)]
     pub services: Vec<S<String>>,
+    pub flow_logs: Option<FlowLogsFile>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@ pub mod aws;
 pub mod diag;
 pub mod export;
 pub mod file;
+pub mod flow_fields;
 pub mod model;
 mod validate;
 pub mod well_known;

@@ -3,6 +3,7 @@
 //! `validate` is the only way to build a `Lab`, so code downstream (plan, diagram, probes)
 //! never re-checks AWS rules and never meets an "auto" address.
 
+pub use super::flow_fields::FlowField;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -41,13 +42,15 @@ pub struct Vpc {
     pub flow_logs: Option<FlowLogs>,
 }
 
-/// A flow log, in AWS's default format, of every instance's network interface in the VPC
-/// or a subnet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A flow log of every network interface in the VPC or a subnet, or of one instance's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FlowLogs {
     /// The aggregation interval: AWS offers 60 and 600 seconds; anything shorter is a
     /// lab-only choice so a test or a learner need not wait a minute.
     pub interval_secs: u64,
+    /// The fields of each record, in order: AWS's default format unless the file lists
+    /// its own.
+    pub fields: Vec<FlowField>,
 }
 
 impl Vpc {
@@ -251,6 +254,8 @@ pub struct Instance {
     pub key_pair: Option<String>,
     pub security_groups: Vec<usize>,
     pub services: Vec<Service>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_logs: Option<FlowLogs>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -441,10 +446,28 @@ impl Lab {
         self.instances.iter().find(|i| i.name == name)
     }
 
-    /// The flow log that covers an instance's interface: its subnet's, else the VPC's.
-    /// (AWS would keep one log per level; the lab keeps the closest one.)
-    pub fn flow_logs_of(&self, i: &Instance) -> Option<FlowLogs> {
-        self.subnets[i.subnet].flow_logs.or(self.vpc.flow_logs)
+    /// The flow log that covers an instance's interface: its own, else its subnet's, else
+    /// the VPC's. (AWS would keep one log per level; the lab keeps the closest one.)
+    pub fn flow_logs_of<'a>(&'a self, i: &'a Instance) -> Option<&'a FlowLogs> {
+        i.flow_logs
+            .as_ref()
+            .or_else(|| self.flow_logs_of_subnet(i.subnet))
+    }
+
+    /// The flow log that covers the interfaces of subnet `s` that have none of their own
+    /// (a NAT gateway's): the subnet's, else the VPC's.
+    pub fn flow_logs_of_subnet(&self, s: usize) -> Option<&FlowLogs> {
+        self.subnets[s]
+            .flow_logs
+            .as_ref()
+            .or(self.vpc.flow_logs.as_ref())
+    }
+
+    /// Whether any flow log is on, at any level.
+    pub fn has_flow_logs(&self) -> bool {
+        self.vpc.flow_logs.is_some()
+            || self.subnets.iter().any(|s| s.flow_logs.is_some())
+            || self.instances.iter().any(|i| i.flow_logs.is_some())
     }
 
     pub fn database(&self, name: &str) -> Option<&Database> {

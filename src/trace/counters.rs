@@ -4,6 +4,7 @@
 //! translates, so either way a translating rule that moved made the translation the capture
 //! shows; a drop rule that moved in the namespace where the packet vanished is what stopped it.
 
+use crate::plan::firewall::rejection_chain;
 use serde::Serialize;
 use serde_json::Value;
 use std::net::Ipv4Addr;
@@ -69,6 +70,18 @@ pub fn parse(json: &str) -> Vec<RuleCount> {
                 if e.get("accept").is_some() {
                     verdict = RuleVerdict::Accept;
                 } else if e.get("drop").is_some() {
+                    verdict = RuleVerdict::Drop;
+                } else if e
+                    .pointer("/goto/target")
+                    .and_then(Value::as_str)
+                    .is_some_and(|target| {
+                        [true, false]
+                            .iter()
+                            .any(|inbound| target == rejection_chain(*inbound))
+                    })
+                {
+                    // A network ACL rule that denies, with flow logs on: the chain it goes to
+                    // counts the flow and drops the packet.
                     verdict = RuleVerdict::Drop;
                 } else if e.get("snat").is_some() {
                     verdict = RuleVerdict::Snat { addr: addr("snat") };
@@ -157,12 +170,13 @@ pub fn drop_rule(moved: &[Moved]) -> Option<&Moved> {
         .or_else(|| moved.iter().find(|m| m.verdict == RuleVerdict::Drop))
 }
 
-/// Accept rules that let the request through (not the stateful rule replies use).
-pub fn allow_rules<'m>(moved: &'m [Moved], chain: &str) -> Vec<&'m Moved> {
+/// Accept rules that let the request through (not the stateful rule replies use), in the
+/// chains `in_chain` accepts.
+pub fn allow_rules(moved: &[Moved], in_chain: impl Fn(&str) -> bool) -> Vec<&Moved> {
     moved
         .iter()
         .filter(|m| {
-            m.chain == chain
+            in_chain(&m.chain)
                 && m.verdict == RuleVerdict::Accept
                 && !m.comment.starts_with("stateful:")
         })

@@ -458,38 +458,90 @@ fn chains(ns: &Netns, hook: Hook) -> impl Iterator<Item = (&Table, &firewall::Ch
     ns.firewall.iter().flat_map(move |t| {
         t.chains
             .iter()
-            .filter(move |c| c.hook == hook)
+            .filter(move |c| c.hook == Some(hook))
             .map(move |c| (t, c))
     })
 }
 
+/// How the rules of a chain (and the chains its rules went on in) ended.
+enum Outcome {
+    Accepted,
+    /// In this chain, by the rule with this comment (`None`: by its policy).
+    Dropped(String, Option<String>),
+    /// No rule gave a verdict.
+    Fell,
+}
+
 fn filter(ns: &Netns, hook: Hook, pkt: &Tuple, ctx: &Ctx, log: &mut Log) -> ChainResult {
     for (t, c) in chains(ns, hook) {
-        let mut decided = false;
-        for r in &c.rules {
-            if r.matches.iter().all(|m| matches(t, m, pkt, ctx)) {
-                match r.verdict {
-                    Verdict::Accept => {
-                        log.decisions.push(Decision::Accept {
-                            node: ns.node.clone(),
-                            chain: c.name.clone(),
-                            rule: r.comment.clone(),
-                        });
-                        decided = true;
-                        break;
-                    }
-                    Verdict::Drop => {
-                        return ChainResult::Drop(c.name.clone(), Some(r.comment.clone()));
-                    }
-                    _ => {}
-                }
+        match run_chain(ns, t, c, pkt, ctx, log) {
+            Outcome::Accepted => {}
+            Outcome::Dropped(chain, comment) => return ChainResult::Drop(chain, comment),
+            Outcome::Fell if c.policy == Policy::Drop => {
+                return ChainResult::Drop(c.name.clone(), None);
             }
-        }
-        if !decided && c.policy == Policy::Drop {
-            return ChainResult::Drop(c.name.clone(), None);
+            Outcome::Fell => {}
         }
     }
     ChainResult::Continue
+}
+
+/// Runs a chain's rules in order; a `goto` (or a device map's) goes on in the chain it
+/// names. A drop by a chain that only records the rejected flow is the drop of the rule
+/// that sent the packet there.
+fn run_chain(
+    ns: &Netns,
+    t: &Table,
+    c: &firewall::Chain,
+    pkt: &Tuple,
+    ctx: &Ctx,
+    log: &mut Log,
+) -> Outcome {
+    let regular = |name: &str| t.chains.iter().find(|c| c.name == name && c.hook.is_none());
+    for r in &c.rules {
+        if !r.matches.iter().all(|m| matches(t, m, pkt, ctx)) {
+            continue;
+        }
+        let next = match &r.verdict {
+            Verdict::Accept => {
+                log.decisions.push(Decision::Accept {
+                    node: ns.node.clone(),
+                    chain: c.name.clone(),
+                    rule: r.comment.clone(),
+                });
+                return Outcome::Accepted;
+            }
+            Verdict::Drop | Verdict::RecordDrop(_) => {
+                return Outcome::Dropped(c.name.clone(), Some(r.comment.clone()));
+            }
+            Verdict::Goto(chain) => regular(chain),
+            Verdict::DeviceMap { output, chains } => {
+                let dev = if *output { ctx.oif } else { ctx.iif };
+                match chains.iter().find(|(d, _)| Some(d.as_str()) == dev) {
+                    Some((_, chain)) => regular(chain),
+                    None => continue,
+                }
+            }
+            Verdict::Snat { .. } | Verdict::Dnat { .. } => continue,
+        };
+        let Some(next) = next else {
+            return Outcome::Fell;
+        };
+        return match run_chain(ns, t, next, pkt, ctx, log) {
+            Outcome::Dropped(_, _) if is_rejection_chain(next) => {
+                Outcome::Dropped(c.name.clone(), Some(r.comment.clone()))
+            }
+            other => other,
+        };
+    }
+    Outcome::Fell
+}
+
+/// A chain that only counts the flows network ACL rules reject, then drops them.
+fn is_rejection_chain(c: &firewall::Chain) -> bool {
+    [true, false]
+        .iter()
+        .any(|inbound| c.name == firewall::rejection_chain(*inbound))
 }
 
 /// A namespace whose NAT keeps no state (the internet gateway): every packet, reply or
@@ -509,7 +561,7 @@ fn rewrite(ns: &Netns, hook: Hook, pkt: Tuple, ctx: &Ctx, log: &mut Log) -> Tupl
                 // Linux keeps the source port when it is inside the range and free.
                 Verdict::Snat { addr, .. } => Tuple { src: addr, ..pkt },
                 Verdict::Dnat { addr } => Tuple { dst: addr, ..pkt },
-                Verdict::Accept | Verdict::Drop => pkt,
+                _ => pkt,
             };
             if after != pkt {
                 log.decisions.push(Decision::Translate {
@@ -726,6 +778,38 @@ mod tests {
     }
 
     #[test]
+    fn with_flow_logs_a_reply_the_acl_denies_is_still_dropped_by_the_acl_rule() {
+        let mut lab = topology::load(
+            topology::Source::File(concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into()),
+            None,
+        )
+        .expect("labs/nacl.yaml loads")
+        .lab;
+        lab.vpc.flow_logs = Some(topology::FlowLogs {
+            interval_secs: 60,
+            fields: topology::flow_fields::DEFAULT_FORMAT.to_vec(),
+        });
+        let plan = crate::plan::compile(&lab);
+        let (_, reply) = round_trip(
+            &plan,
+            "my-laptop",
+            tcp("203.0.113.10", 40001, "198.51.100.10", 80),
+        );
+        // The chain that counts the rejected flow drops it; the rule that sent it there
+        // is the one named.
+        assert_eq!(
+            reply.unwrap().end,
+            End::Dropped {
+                node: "vpc-router".into(),
+                chain: "acl-outbound-public-2a".into(),
+                comment: Some(
+                    "network ACL public-acl outbound rule * (public-2a): deny all traffic".into()
+                ),
+            }
+        );
+    }
+
+    #[test]
     fn a_network_acl_without_ephemeral_ports_drops_the_reply_at_the_vpc_router() {
         let loaded = topology::load(
             topology::Source::File(concat!(env!("CARGO_MANIFEST_DIR"), "/labs/nacl.yaml").into()),
@@ -745,7 +829,7 @@ mod tests {
             reply.unwrap().end,
             End::Dropped {
                 node: "vpc-router".into(),
-                chain: "acl-outbound".into(),
+                chain: "acl-outbound-public-2a".into(),
                 comment: Some(
                     "network ACL public-acl outbound rule * (public-2a): deny all traffic".into()
                 ),

@@ -8,6 +8,7 @@
 //! names what the walk met. What the Plan cannot know (an instance stopped, an AZ down)
 //! comes in as `Down`.
 
+use crate::plan::firewall::is_acl_chain;
 use crate::plan::network::IGW_VPC_IF;
 use crate::plan::{MAIN_TABLE, Plan, Role, aws_id, route_table_id};
 use crate::topology::{Lab, NetworkAcl, NodeRef, Peer, Protocol, SgRule};
@@ -774,13 +775,13 @@ impl<'a> Names<'a> {
         }
     }
 
-    /// The network ACL rule a rule of the VPC router's `acl-*` chains stands for, read
+    /// The network ACL rule a rule of the VPC router's ACL chains stands for, read
     /// back from its comment (`network ACL {acl} {dir} rule {n} ({subnet}): {text}`);
     /// `None` for the router's exemption of its own addresses, which names no ACL.
     fn acl_rule<'c>(&self, chain: &str, comment: &'c str) -> Option<AclRuleRef<'a, 'c>> {
         let inbound = match chain {
-            "acl-inbound" => true,
-            "acl-outbound" => false,
+            c if is_acl_chain(c, true) => true,
+            c if is_acl_chain(c, false) => false,
             _ => return None,
         };
         let dir = if inbound { "inbound" } else { "outbound" };

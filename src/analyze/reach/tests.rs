@@ -447,11 +447,20 @@ fn the_routers_exemption_for_its_own_addresses_is_not_a_component() {
     let exemption = &chain.rules[0].comment;
     assert!(exemption.starts_with("VPC router"), "{exemption}");
     assert_eq!(names.component("app", &accept(exemption)), None);
-    let first_acl_rule = &chain.rules[1].comment;
+    // The subnet's own chain holds its ACL's rules, reached from the base chain.
+    let subnet_chain = router
+        .firewall
+        .iter()
+        .flat_map(|t| &t.chains)
+        .find(|c| c.name.starts_with("acl-outbound-"))
+        .unwrap();
+    let first_acl_rule = Decision::Accept {
+        node: router.node.clone(),
+        chain: subnet_chain.name.clone(),
+        rule: subnet_chain.rules[0].comment.clone(),
+    };
     assert_eq!(
-        names
-            .component("app", &accept(first_acl_rule))
-            .map(|c| c.component),
+        names.component("app", &first_acl_rule).map(|c| c.component),
         Some("network-acl")
     );
 }

@@ -286,6 +286,7 @@ impl Service {
                     None => super::gateways::free_private_ip(lab, s)?,
                 };
                 lab.instances.push(Instance {
+                    flow_logs: None,
                     name: name.clone(),
                     id: String::new(),
                     subnet: s,

@@ -8,7 +8,7 @@ use crate::kernel::observe::{self, LinkRef, Observed, Stray};
 use crate::kernel::{self};
 use crate::plan::network::HOST_IF;
 use crate::plan::{MAIN_TABLE, Plan, Route, VethEnd, firewall};
-use crate::reconcile::{self, FirewallChange, PlanDelta};
+use crate::reconcile::{self, FirewallChange, FlowLogChange, PlanDelta};
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
 
@@ -288,6 +288,15 @@ pub(super) fn kernel_fixes(desired: &Plan, observed: &Observed, delta: &PlanDelt
                 )),
                 None => out.push(fix(format!("{node}: {table} is missing"), "loaded it")),
             }
+        }
+        if let Some(FlowLogChange::Install(_)) = &c.flow_log {
+            out.push(fix(
+                format!(
+                    "{node}: the flow-log counting table inet {} is missing",
+                    crate::plan::flowlogs::TABLE
+                ),
+                "loaded it",
+            ));
         }
     }
     out

@@ -5,7 +5,9 @@ use super::network::Network;
 use super::{NameTable, NodeDef, Validator, loc, quoted_list};
 use crate::topology::aws::stable_hash;
 use crate::topology::file::{LabFile, S};
-use crate::topology::model::{ElasticIp, Instance, PublicIp, SecurityGroup, Service, Subnet};
+use crate::topology::model::{
+    ElasticIp, FlowLogs, Instance, PublicIp, SecurityGroup, Service, Subnet,
+};
 use serde_saphyr::Location;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -20,6 +22,7 @@ pub(super) struct CheckedInstance {
     key_pair: Option<String>,
     security_groups: Vec<usize>,
     services: Vec<Service>,
+    flow_logs: Option<FlowLogs>,
 }
 
 /// Where an instance's public IP comes from, as the file asks.
@@ -70,6 +73,7 @@ impl AddressedInstance {
             key_pair: i.key_pair,
             security_groups: i.security_groups,
             services: i.services,
+            flow_logs: i.flow_logs,
         }
     }
 }
@@ -183,6 +187,7 @@ impl Validator {
                 &owner,
                 "every instance needs at least one: add `security_groups: [<name>]`",
             );
+            let flow_logs = i.flow_logs.as_ref().map(|fl| self.flow_logs(fl));
             if let (Some(subnet), Some(private_ip)) = (subnet, private_ip) {
                 out.push(CheckedInstance {
                     name: key.value.clone(),
@@ -193,6 +198,7 @@ impl Validator {
                     key_pair,
                     security_groups,
                     services,
+                    flow_logs,
                 });
             }
         }

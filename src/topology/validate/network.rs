@@ -3,6 +3,7 @@
 use super::{NameTable, NodeDef, Validator, loc, quoted_list};
 use crate::topology::aws::{is_rfc1918, overlaps, special_block};
 use crate::topology::file::{FlowLogsFile, LabFile, S, Scalar};
+use crate::topology::flow_fields::{DEFAULT_FORMAT, FlowField, parse_format};
 use crate::topology::model::{FlowLogs, Route, RouteTable, RouteTarget, Subnet, Vpc};
 use ipnet::Ipv4Net;
 use std::collections::{HashMap, HashSet};
@@ -134,7 +135,8 @@ impl Validator {
     }
 
     /// AWS aggregates flow records over 60 or 600 seconds (600 when unset); a shorter
-    /// interval is accepted as a lab-only choice. Only the default format is written.
+    /// interval is accepted as a lab-only choice. The format is AWS's default (version 2)
+    /// or a list of fields of versions 2 to 5.
     pub(super) fn flow_logs(&mut self, f: &FlowLogsFile) -> FlowLogs {
         let mut interval_secs = 600;
         if let Some(i) = &f.interval {
@@ -148,16 +150,64 @@ impl Validator {
                 ),
             }
         }
-        if let Some(format) = &f.format
-            && format.value != "default"
+        let fields = match &f.format {
+            None => DEFAULT_FORMAT.to_vec(),
+            Some(format) => self.flow_log_format(format),
+        };
+        FlowLogs {
+            interval_secs,
+            fields,
+        }
+    }
+
+    /// `default`, or the fields of a custom format, each once.
+    fn flow_log_format(&mut self, format: &S<String>) -> Vec<FlowField> {
+        let text = format.value.trim();
+        if text == "default" {
+            return DEFAULT_FORMAT.to_vec();
+        }
+        let fields = match parse_format(text) {
+            Ok(fields) => fields,
+            Err(token) if !text.contains(char::is_whitespace) && !text.contains("${") => {
+                self.err(
+                    loc(format),
+                    format!("unknown flow log format `{token}`"),
+                    "write `format: default` (AWS's version 2 fields) or list the fields, like `format: ${version} ${interface-id} ${srcaddr} ${dstaddr} ${action}`",
+                );
+                return DEFAULT_FORMAT.to_vec();
+            }
+            Err(token) => {
+                self.err(
+                    loc(format),
+                    format!("unknown flow log field `{token}` in the format"),
+                    format!(
+                        "fields of versions 2 to 5: {}",
+                        FlowField::names().collect::<Vec<_>>().join(" ")
+                    ),
+                );
+                return DEFAULT_FORMAT.to_vec();
+            }
+        };
+        if fields.is_empty() {
+            self.err(
+                loc(format),
+                "the flow log format lists no field",
+                "write `format: default` or list the fields, like `format: ${version} ${interface-id} ${action}`",
+            );
+            return DEFAULT_FORMAT.to_vec();
+        }
+        if let Some(twice) = fields
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| fields[..i].contains(f).then_some(*f))
         {
             self.err(
                 loc(format),
-                format!("unknown flow log format `{}`", format.value),
-                "only `format: default` (AWS's version 2 fields) is supported",
+                format!("flow log field `{twice}` is listed twice in the format"),
+                "list each field once",
             );
         }
-        FlowLogs { interval_secs }
+        fields
     }
 
     fn public_ip_pool(&mut self, f: &LabFile, vpc_cidr: Option<Ipv4Net>) -> Option<Ipv4Net> {
@@ -425,10 +475,18 @@ impl Validator {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use crate::topology::flow_fields::DEFAULT_FORMAT;
     use crate::topology::{FlowLogs, Source, check};
 
+    fn every(interval_secs: u64) -> FlowLogs {
+        FlowLogs {
+            interval_secs,
+            fields: DEFAULT_FORMAT.to_vec(),
+        }
+    }
+
     #[test]
-    fn a_subnet_flow_log_covers_its_instances_over_the_vpc_one_and_600_seconds_is_the_default() {
+    fn the_closest_flow_log_covers_an_instance_and_600_seconds_is_the_default() {
         let text = edit(
             "  cidr: 10.0.0.0/16\n",
             "  cidr: 10.0.0.0/16\n  flow_logs: {}\n",
@@ -442,21 +500,67 @@ mod tests {
             "cidr: 10.0.1.0/24, route_table: private }",
             "cidr: 10.0.1.0/24, route_table: private, flow_logs: { interval: 5 } }",
             1,
-        );
+        )
+        .replacen("  app:\n", "  app:\n    flow_logs: { interval: 1 }\n", 1);
         let (lab, d) = check(&text, &Source::Builtin, None);
         let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
-        let of = |name: &str| lab.flow_logs_of(lab.instance(name).unwrap());
+        let of = |name: &str| lab.flow_logs_of(lab.instance(name).unwrap()).cloned();
         // web is in public-2c, which has no flow log of its own: the VPC's.
-        assert_eq!(of("web"), Some(FlowLogs { interval_secs: 600 }));
-        assert_eq!(of("app"), Some(FlowLogs { interval_secs: 5 }));
-        assert_eq!(
-            lab.subnets[0].flow_logs,
-            Some(FlowLogs { interval_secs: 60 })
-        );
+        assert_eq!(of("web"), Some(every(600)));
+        // app is in private-2a, whose flow log is every 5 s, but has its own.
+        assert_eq!(of("app"), Some(every(1)));
+        assert_eq!(lab.flow_logs_of_subnet(1), Some(&every(5)));
+        assert_eq!(lab.subnets[0].flow_logs, Some(every(60)));
+        assert!(lab.has_flow_logs());
         let none = check(crate::topology::BUILTIN_YAML, &Source::Builtin, None)
             .0
             .unwrap();
         assert_eq!(none.flow_logs_of(&none.instances[0]), None);
+        assert!(!none.has_flow_logs());
+    }
+
+    fn with_format(format: &str) -> String {
+        edit(
+            "  cidr: 10.0.0.0/16\n",
+            &format!("  cidr: 10.0.0.0/16\n  flow_logs: {{ format: {format} }}\n"),
+        )
+    }
+
+    #[test]
+    fn a_custom_format_keeps_its_order_in_aws_tokens_or_bare_names() {
+        use crate::topology::FlowField::*;
+        for format in [
+            "'${version} ${vpc-id} ${pkt-srcaddr} ${flow-direction} ${action}'",
+            "version vpc-id pkt-srcaddr flow-direction action",
+        ] {
+            let (lab, d) = check(&with_format(format), &Source::Builtin, None);
+            let lab = lab.unwrap_or_else(|| panic!("{:?}", d.errors().collect::<Vec<_>>()));
+            assert_eq!(
+                lab.vpc.flow_logs.unwrap().fields,
+                [Version, VpcId, PktSrcaddr, FlowDirection, Action]
+            );
+        }
+    }
+
+    #[test]
+    fn a_format_with_an_unknown_or_repeated_field_is_an_error_at_the_format() {
+        for (format, msg) in [
+            (
+                "'${version} ${vpcid}'",
+                "unknown flow log field `${vpcid}` in the format",
+            ),
+            (
+                "version srcaddr version",
+                "flow log field `version` is listed twice in the format",
+            ),
+            ("''", "the flow log format lists no field"),
+            ("v5", "unknown flow log format `v5`"),
+        ] {
+            let text = with_format(format);
+            let (line, col, m) = one_error(&text);
+            assert_eq!(m, msg);
+            assert_eq!((line, col), pos(&text, "format: ", format), "{format}");
+        }
     }
 
     #[test]

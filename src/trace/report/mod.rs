@@ -12,6 +12,7 @@ use super::resolve::{self, Target};
 use super::send::{Outcome, Proto};
 use crate::kernel::conntrack::CtEntry;
 use crate::kernel::netlink::RouteLookup;
+use crate::plan::firewall::is_acl_chain;
 use crate::plan::{Plan, Role};
 use crate::topology::Lab;
 use serde::Serialize;
@@ -355,10 +356,16 @@ impl Builder<'_> {
         };
         // A forwarding hop also names the network ACL rules that let it through (the VPC
         // router's: the source subnet's outbound rule, then the destination's inbound).
-        let chains: &[&str] = match h.dir {
-            Dir::Out if first => &["output"],
-            Dir::Out => &["acl-outbound", "acl-inbound", "forward"],
-            Dir::In if last && self.target.node.as_deref() == Some(h.node.as_str()) => &["input"],
+        let chains: &[fn(&str) -> bool] = match h.dir {
+            Dir::Out if first => &[|c| c == "output"],
+            Dir::Out => &[
+                |c| is_acl_chain(c, false),
+                |c| is_acl_chain(c, true),
+                |c| c == "forward",
+            ],
+            Dir::In if last && self.target.node.as_deref() == Some(h.node.as_str()) => {
+                &[|c| c == "input"]
+            }
             Dir::In => return vec![],
         };
         chains
