@@ -56,9 +56,10 @@ pub fn start(netns: &str, node: &str) -> Result<Proc> {
             let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo")
                 .context("read the template's mounts")?;
             for m in netns_mounts(&mountinfo) {
-                // EINVAL: already gone with a parent detached before it.
+                // EINVAL: already gone with a parent detached before it; ENOENT: another
+                // lab's namespace, deleted since the listing was read.
                 match umount2(m.as_path(), MntFlags::MNT_DETACH) {
-                    Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+                    Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
                     Err(e) => {
                         return Err(e).with_context(|| format!("detach {}", m.display()));
                     }
