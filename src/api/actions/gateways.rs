@@ -442,8 +442,21 @@ impl Service {
                 format!("The association ID '{assoc}' does not exist"),
             ));
         };
+        let auto = self
+            .account
+            .data
+            .instances
+            .get(&r.file_lab.instances[x].id)
+            .is_some_and(|i| i.public_ip_on_launch);
         self.change(&r, p.dry_run()?, |lab| {
-            lab.instances[x].public_ip = PublicIp::None;
+            lab.instances[x].public_ip = if auto {
+                // `auto` in the lab file: validation hands out a new address.
+                PublicIp::Auto {
+                    address: std::net::Ipv4Addr::UNSPECIFIED,
+                }
+            } else {
+                PublicIp::None
+            };
             edit::remove_elastic_ip(lab, e);
             Ok(())
         })?;

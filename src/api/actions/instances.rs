@@ -381,6 +381,7 @@ impl Service {
                     instance_type: instance_type.clone(),
                     launch_time: now,
                     user_data: user_data.clone(),
+                    public_ip_on_launch: public,
                     terminated: None,
                 },
             );
@@ -691,6 +692,7 @@ impl Service {
                     instance_type: "t2.micro".into(),
                     launch_time: r.state.created as i64,
                     user_data: None,
+                    public_ip_on_launch: false,
                     terminated: None,
                 });
             info.terminated = Some(record);
