@@ -199,7 +199,7 @@ cleanup() {
     # Mininet unwinds on SIGTERM and runs net.stop(), which takes up to a minute at 1,000 hosts
     for p in "${BG_PIDS[@]}"; do
         if kill -TERM "$p" 2>/dev/null; then
-            echo "bench.sh: waiting for pid $p (Mininet's net.stop()) ..." >&2
+            echo "bench.sh: waiting for pid $p to stop (Mininet's net.stop(), a server) ..." >&2
             for ((l = 0; l < 1200; l++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
             kill -KILL "$p" 2>/dev/null
         fi

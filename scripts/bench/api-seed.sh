@@ -21,14 +21,18 @@ if [[ $mode == down ]]; then
     ec2 terminate-instances --instance-ids "$web" "$app" >/dev/null
     ec2 wait instance-terminated --instance-ids "$web" "$app"
     ec2 delete-nat-gateway --nat-gateway-id "$nat" >/dev/null
-    ec2 release-address --allocation-id "$eip"
-    for s in "$pub2a" "$pri2a" "$pub2c" "$pri2c"; do ec2 delete-subnet --subnet-id "$s"; done
-    for t in "$public" "$private"; do ec2 delete-route-table --route-table-id "$t"; done
-    ec2 detach-internet-gateway --internet-gateway-id "$igw" --vpc-id "$vpc"
-    ec2 delete-internet-gateway --internet-gateway-id "$igw"
-    for g in "$app_sg" "$web_sg"; do ec2 delete-security-group --group-id "$g"; done
+    ec2 release-address --allocation-id "$eip" >/dev/null
+    # shellcheck disable=SC2154 # assoc_* come from the IDs file
+    for a in "$assoc_pub2a" "$assoc_pub2c" "$assoc_pri2a" "$assoc_pri2c"; do
+        ec2 disassociate-route-table --association-id "$a" >/dev/null
+    done
+    for s in "$pub2a" "$pri2a" "$pub2c" "$pri2c"; do ec2 delete-subnet --subnet-id "$s" >/dev/null; done
+    for t in "$public" "$private"; do ec2 delete-route-table --route-table-id "$t" >/dev/null; done
+    ec2 detach-internet-gateway --internet-gateway-id "$igw" --vpc-id "$vpc" >/dev/null
+    ec2 delete-internet-gateway --internet-gateway-id "$igw" >/dev/null
+    for g in "$app_sg" "$web_sg"; do ec2 delete-security-group --group-id "$g" >/dev/null; done
     ec2 delete-key-pair --key-name "$name-key" >/dev/null
-    ec2 delete-vpc --vpc-id "$vpc"
+    ec2 delete-vpc --vpc-id "$vpc" >/dev/null
     exit 0
 fi
 
@@ -46,13 +50,18 @@ igw=$(ec2 create-internet-gateway --query InternetGateway.InternetGatewayId)
 ec2 attach-internet-gateway --internet-gateway-id "$igw" --vpc-id "$vpc"
 public=$(ec2 create-route-table --vpc-id "$vpc" --query RouteTable.RouteTableId)
 ec2 create-route --route-table-id "$public" --destination-cidr-block 0.0.0.0/0 --gateway-id "$igw" >/dev/null
-for s in "$pub2a" "$pub2c"; do ec2 associate-route-table --route-table-id "$public" --subnet-id "$s" >/dev/null; done
+# associate TABLE SUBNET: the association ID (deleted subnets keep theirs in some mocks, so
+# `down` removes them one by one, as a careful script does on AWS).
+associate() { ec2 associate-route-table --route-table-id "$1" --subnet-id "$2" --query AssociationId; }
+assoc_pub2a=$(associate "$public" "$pub2a")
+assoc_pub2c=$(associate "$public" "$pub2c")
 eip=$(ec2 allocate-address --domain vpc --query AllocationId)
 nat=$(ec2 create-nat-gateway --subnet-id "$pub2a" --allocation-id "$eip" --query NatGateway.NatGatewayId)
 ec2 wait nat-gateway-available --nat-gateway-ids "$nat"
 private=$(ec2 create-route-table --vpc-id "$vpc" --query RouteTable.RouteTableId)
 ec2 create-route --route-table-id "$private" --destination-cidr-block 0.0.0.0/0 --nat-gateway-id "$nat" >/dev/null
-for s in "$pri2a" "$pri2c"; do ec2 associate-route-table --route-table-id "$private" --subnet-id "$s" >/dev/null; done
+assoc_pri2a=$(associate "$private" "$pri2a")
+assoc_pri2c=$(associate "$private" "$pri2c")
 web_sg=$(ec2 create-security-group --group-name MyWebServer-SecurityGroup --description "SSH from my IP" \
     --vpc-id "$vpc" --query GroupId)
 ec2 authorize-security-group-ingress --group-id "$web_sg" --protocol tcp --port 22 --cidr 203.0.113.10/32 >/dev/null
@@ -67,6 +76,7 @@ web=$(ec2 run-instances --image-id ami-0c9c942bd7bf113a2 --instance-type t2.micr
 app=$(ec2 run-instances --image-id ami-0c9c942bd7bf113a2 --instance-type t2.micro --key-name "$name-key" \
     --security-group-ids "$app_sg" --subnet-id "$pri2a" --query 'Instances[0].InstanceId')
 ec2 wait instance-running --instance-ids "$web" "$app"
-for v in vpc pub2a pri2a pub2c pri2c igw public private eip nat web_sg app_sg web app; do
+for v in vpc pub2a pri2a pub2c pri2c igw public private eip nat web_sg app_sg web app \
+    assoc_pub2a assoc_pub2c assoc_pri2a assoc_pri2c; do
     printf '%s=%q\n' "$v" "${!v}"
 done >"$ids"
