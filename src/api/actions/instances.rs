@@ -835,4 +835,22 @@ mod tests {
         assert!(check_key_name("../etc/passwd").is_err());
         assert!(check_key_name("a/b").is_err());
     }
+
+    #[test]
+    fn imported_public_keys_are_base64_of_an_openssh_line() {
+        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMj/veh9BlUrXCxUICI535jvpNfP0HWjuVltAjFsuV+/ me@laptop";
+        let key = public_key_material(&base64ct::Base64::encode_string(line.as_bytes())).unwrap();
+        assert_eq!(key.algorithm(), ssh_key::Algorithm::Ed25519);
+        for bad in [
+            "not base64!".to_string(),
+            base64ct::Base64::encode_string(b"ssh-ed25519 truncated"),
+            base64ct::Base64::encode_string(&[0xff, 0xfe]),
+        ] {
+            assert_eq!(
+                public_key_material(&bad).unwrap_err().code,
+                "InvalidKey.Format",
+                "{bad}"
+            );
+        }
+    }
 }
