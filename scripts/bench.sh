@@ -31,6 +31,11 @@
 #   apply    vpclab apply on running labs: one security-group rule on labs/scale-1000.yaml (<= 50 ms)
 #            against down + up of the same lab, one instance with sshd and nginx added to the
 #            built-in lab (<= 300 ms), a no-change apply on the 1,000-instance lab (<= 100 ms)
+#   api      vpclab serve against moto's server mode (`moto[server]` from PyPI, in a venv under
+#            /var/cache/vpclab): the write-up's VPC built with the same `aws ec2` calls
+#            (scripts/bench/api-seed.sh), runs interleaved (vpclab <= 1.2x moto), and the
+#            server-side p50 that serve logs per call: DescribeInstances on the built-in lab
+#            (<= 2 ms), CreateSubnet and AuthorizeSecurityGroupIngress (<= 30 ms each)
 #
 # Every number printed comes from a command run in this invocation. Nothing is created in the
 # host's network namespace: every namespace is named vpclab-bench*.*, Mininet runs inside a
@@ -40,7 +45,7 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/scripts/bench
-ALL_SECTIONS=(fabric services services-scale database scale scaling nat apply)
+ALL_SECTIONS=(fabric services services-scale database scale scaling nat apply api)
 declare -A SECTION_HELP=(
     [fabric]="built-in lab fabric: vpclab up/down"
     [services]="built-in lab with services (no database) ready; the probe suite"
@@ -50,6 +55,7 @@ declare -A SECTION_HELP=(
     [nat]="iperf3 through the NAT path vs the same with a 20-rule network ACL, with flow logs, a plain chain, a direct veth pair"
     [services-scale]="200, 400, 1,000 instances each with sshd and nginx: services step, up/down, per instance, memory, 50 probes"
     [apply]="vpclab apply: a rule change on 1,000 instances vs down+up, one instance added, a no-change apply"
+    [api]="vpclab serve vs moto server: the write-up's VPC by aws ec2 calls; server-side p50 per call"
 )
 
 RUNS=5
@@ -61,7 +67,7 @@ MN_RUNS=""          # Mininet runs at 1,000 hosts (default: min(RUNS, 3); 0 with
 SIZES=""            # sizes for the scaling section
 VPCLAB=${VPCLAB:-}
 
-usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case $1 in
     --only) ONLY=$2; shift 2 ;;
@@ -195,7 +201,7 @@ cleanup() {
     # Mininet unwinds on SIGTERM and runs net.stop(), which takes up to a minute at 1,000 hosts
     for p in "${BG_PIDS[@]}"; do
         if kill -TERM "$p" 2>/dev/null; then
-            echo "bench.sh: waiting for pid $p (Mininet's net.stop()) ..." >&2
+            echo "bench.sh: waiting for pid $p to stop (Mininet's net.stop(), a server) ..." >&2
             for ((l = 0; l < 1200; l++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
             kill -KILL "$p" 2>/dev/null
         fi
@@ -816,6 +822,97 @@ section_apply() {
     record apply "down + up / apply of one rule" "$(ratio "$mb" "$mr")" x "$RUNS" -
     record apply "1,000 instances: no-change apply" "$mn" s "$RUNS" "<= 0.1" "${nochange[@]}"
     record apply "built-in lab: one instance added" "$ma" s "$RUNS" "<= 0.3" "${adds[@]}"
+}
+
+# A free loopback TCP port.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# wait_port PORT PID: until something listens on PORT, while PID lives (60 s at most).
+wait_port() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+# stop_pid PID: SIGTERM, then wait for it (a process this run started).
+stop_pid() { kill -TERM "$1" 2>/dev/null; wait "$1" 2>/dev/null; forget_pid "$1"; }
+# server_p50 LOG ACTION [FROM_LINE]: the median of the "ACTION ok N ms" lines serve logged.
+server_p50() {
+    # shellcheck disable=SC2046
+    median $(tail -n +"${3:-1}" "$1" | awk -v a="$2" '$1 == a && $2 == "ok" && $4 == "ms" { print $3 }')
+}
+
+MOTO_VENV=/var/cache/vpclab/moto-venv
+section_api() {
+    say ""
+    say "== api: vpclab serve vs moto server, the write-up's VPC by the same aws ec2 calls"
+    if [[ ! -x $MOTO_VENV/bin/moto_server ]]; then
+        say "  installing moto[server] into $MOTO_VENV ..."
+        { python3 -m venv "$MOTO_VENV" && "$MOTO_VENV/bin/pip" install -q 'moto[server]' boto3; } >"$TMP/moto-install.log" 2>&1 ||
+            die "could not install moto[server]: $(tail -3 "$TMP/moto-install.log")"
+    fi
+    # The aws CLI as `scripts/setup.sh --test` installs it, else the one on PATH.
+    [[ -x /opt/vpclab/venv/bin/aws ]] && PATH=/opt/vpclab/venv/bin:$PATH
+    command -v aws >/dev/null || die "no aws CLI (sudo scripts/setup.sh --test installs it)"
+    local vport mport vpid mpid state=$TMP/api-state log=$TMP/serve.log
+    vport=$(free_port); mport=$(free_port)
+    "$VPCLAB" serve --listen "127.0.0.1:$vport" --state-dir "$state" 2>"$log" &
+    vpid=$!; BG_PIDS+=("$vpid")
+    "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$mport" >"$TMP/moto.log" 2>&1 &
+    mpid=$!; BG_PIDS+=("$mpid")
+    wait_port "$vport" "$vpid" || die "vpclab serve did not start: $(tail -3 "$log")"
+    wait_port "$mport" "$mpid" || die "moto_server did not start: $(tail -3 "$TMP/moto.log")"
+    local -a venv=(env AWS_CONFIG_FILE=/dev/null AWS_DEFAULT_REGION=ap-northeast-2
+        AWS_SHARED_CREDENTIALS_FILE="$state/credentials" AWS_PROFILE=vpclab-root)
+    local -a menv=(env AWS_CONFIG_FILE=/dev/null AWS_DEFAULT_REGION=ap-northeast-2
+        AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench)
+    local seed=$BENCH/api-seed.sh vs=() ms=() vd=() md=() r t
+    LABS_UP+=(benchapi)
+    for ((r = 1; r <= RUNS; r++)); do
+        timed t "${venv[@]}" "$seed" up "http://127.0.0.1:$vport" benchapi "$TMP/vpclab.ids" ||
+            die "the seed script failed against vpclab serve: $(tail -3 "$log")"
+        vs+=("$t")
+        timed t "${menv[@]}" "$seed" up "http://127.0.0.1:$mport" benchapi "$TMP/moto.ids" ||
+            die "the seed script failed against moto"
+        ms+=("$t")
+        timed t "${venv[@]}" "$seed" down "http://127.0.0.1:$vport" benchapi "$TMP/vpclab.ids" ||
+            die "deleting the VPC through vpclab serve failed: $(tail -3 "$log")"
+        vd+=("$t")
+        timed t "${menv[@]}" "$seed" down "http://127.0.0.1:$mport" benchapi "$TMP/moto.ids" ||
+            die "deleting the VPC through moto failed"
+        md+=("$t")
+        say "  run $r/$RUNS: built in vpclab ${vs[-1]} s, moto ${ms[-1]} s; deleted in vpclab ${vd[-1]} s, moto ${md[-1]} s"
+    done
+    stop_pid "$mpid"
+    # DescribeInstances on the built-in lab, as a script polling it would call it.
+    LABS_UP+=(benchapihs)
+    "$VPCLAB" up --name benchapihs --no-databases --quiet >/dev/null || die "vpclab up benchapihs failed"
+    local from calls=50
+    from=$(($(wc -l <"$log") + 1))
+    "${venv[@]}" ENDPOINT="http://127.0.0.1:$vport" CALLS=$calls "$MOTO_VENV/bin/python3" -c '
+import os, boto3
+ec2 = boto3.client("ec2", endpoint_url=os.environ["ENDPOINT"])
+vpc = ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["benchapihs"]}])["Vpcs"][0]["VpcId"]
+for _ in range(int(os.environ["CALLS"])):
+    r = ec2.describe_instances(Filters=[{"Name": "vpc-id", "Values": [vpc]}])
+    assert sum(len(x["Instances"]) for x in r["Reservations"]) > 0
+' || die "DescribeInstances on benchapihs failed: $(tail -3 "$log")"
+    stop_pid "$vpid"
+    "$VPCLAB" down benchapihs >/dev/null
+    local mv mm di cs ai
+    mv=$(median "${vs[@]}"); mm=$(median "${ms[@]}")
+    di=$(server_p50 "$log" DescribeInstances "$from")
+    cs=$(server_p50 "$log" CreateSubnet); ai=$(server_p50 "$log" AuthorizeSecurityGroupIngress)
+    say "  medians: built in vpclab $mv s, moto $mm s (vpclab / moto $(ratio "$mv" "$mm")x); deleted in vpclab $(median "${vd[@]}") s, moto $(median "${md[@]}") s"
+    say "  server side p50: DescribeInstances on the built-in lab $di ms ($calls calls), CreateSubnet $cs ms, AuthorizeSecurityGroupIngress $ai ms ($RUNS runs)"
+    record api "seed script, vpclab serve" "$mv" s "$RUNS" - "${vs[@]}"
+    record api "seed script, moto server" "$mm" s "$RUNS" - "${ms[@]}"
+    record api "vpclab / moto, seed script" "$(ratio "$mv" "$mm")" x "$RUNS" "<= 1.2"
+    record api "DescribeInstances p50, server side" "$di" ms "$calls" "<= 2"
+    record api "CreateSubnet p50, server side" "$cs" ms "$((4 * RUNS))" "<= 30"
+    record api "AuthorizeSGIngress p50, server side" "$ai" ms "$((3 * RUNS))" "<= 30"
 }
 
 summary() {

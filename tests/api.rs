@@ -74,6 +74,19 @@ impl Serve {
         c.output().unwrap()
     }
 
+    /// `python3 -c script` with the account's credentials and `ENDPOINT` set: boto3 as
+    /// `scripts/setup.sh --test` installs it, else whatever python3 has.
+    fn python(&self) -> Command {
+        let venv = Path::new("/opt/vpclab/venv/bin/python3");
+        let mut c = Command::new(if venv.exists() {
+            venv
+        } else {
+            Path::new("python3")
+        });
+        self.env(&mut c);
+        c
+    }
+
     /// The call fails with AWS's error `code`.
     fn fails_with(&self, code: &str, args: &[&str]) {
         let o = self.try_ec2(args);
@@ -518,15 +531,12 @@ fn the_write_up_vpc_built_with_the_aws_cli_carries_real_traffic() {
     let script = "import boto3,os\nec2=boto3.client('ec2',endpoint_url=os.environ['ENDPOINT'])\n\
 r=ec2.describe_instances(Filters=[{'Name':'vpc-id','Values':[os.environ['VPC']]}])\n\
 print(sorted(i['InstanceId'] for res in r['Reservations'] for i in res['Instances']))\n";
-    // boto3 as `scripts/setup.sh --test` installs it, else whatever python3 has.
-    let venv = Path::new("/opt/vpclab/venv/bin/python3");
-    let mut c = Command::new(if venv.exists() {
-        venv
-    } else {
-        Path::new("python3")
-    });
-    s.env(&mut c);
-    let o = c.env("VPC", &vpc).args(["-c", script]).output().unwrap();
+    let o = s
+        .python()
+        .env("VPC", &vpc)
+        .args(["-c", script])
+        .output()
+        .unwrap();
     if String::from_utf8_lossy(&o.stderr).contains("No module named 'boto3'") {
         eprintln!("note: boto3 is missing; its part of this test was skipped");
     } else {
@@ -581,6 +591,588 @@ print(sorted(i['InstanceId'] for res in r['Reservations'] for i in res['Instance
         s.ec2(&["delete-security-group", "--group-id", sg]);
     }
     s.ec2(&["delete-key-pair", "--key-name", "aws-study"]);
+    s.ec2(&["delete-vpc", "--vpc-id", &vpc]);
+    assert!(
+        common::namespaces_of(&lab).is_empty(),
+        "the VPC's namespaces are gone"
+    );
+}
+
+/// Sends raw Query-protocol bodies signed by botocore (the CLI would refuse to send them)
+/// and prints, per body, the HTTP status and the error code of the answer.
+const RAW_CALLS: &str = r#"
+import os, sys, urllib.request, urllib.error, concurrent.futures
+import botocore.session
+from botocore.awsrequest import AWSRequest
+from botocore.auth import SigV4Auth
+creds = botocore.session.Session().get_credentials()
+def call(body):
+    req = AWSRequest(method='POST', url=os.environ['ENDPOINT'] + '/', data=body.encode(),
+        headers={'Content-Type': 'application/x-www-form-urlencoded; charset=utf-8'})
+    SigV4Auth(creds, 'ec2', 'ap-northeast-2').add_auth(req)
+    p = req.prepare()
+    r = urllib.request.Request(p.url, data=p.body, headers=dict(p.headers), method='POST')
+    try:
+        with urllib.request.urlopen(r, timeout=60) as a:
+            text = a.read().decode()
+            status = a.status
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        status = e.code
+    code = text.split('<Code>')[1].split('</Code>')[0] if '<Code>' in text else 'ok'
+    return f'{status} {code}'
+V = 'Version=2016-11-15'
+bodies = sys.argv[1:]
+# Bodies too big for a command line are named.
+big = {'over-1-MiB': f'Action=DescribeVpcs&{V}&Pad=' + 'a' * (1 << 20)}
+bodies = [big.get(b, b) for b in bodies]
+if bodies == ['parallel']:
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(call, [f'Action=DescribeVpcs&{V}'] * 300))
+    print(sorted(set(answers)), len(answers))
+else:
+    for b in bodies:
+        print(call(b))
+"#;
+
+impl Serve {
+    /// The answers to raw `bodies`, one `STATUS CODE` line each.
+    fn raw(&self, bodies: &[&str]) -> Vec<String> {
+        let o = self
+            .python()
+            .args(["-c", RAW_CALLS])
+            .args(bodies)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "raw calls: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[test]
+fn bad_input_gets_aws_errors_and_serve_keeps_answering() {
+    require_root!();
+    if Command::new("python3")
+        .args(["-c", "import botocore"])
+        .output()
+        .map_or(true, |o| !o.status.success())
+        && !Path::new("/opt/vpclab/venv/bin/python3").exists()
+    {
+        eprintln!("skipped: botocore is missing (run `sudo scripts/setup.sh --test`)");
+        return;
+    }
+    let files = common::Files::new("api-bad");
+    let dir = files
+        .write("placeholder", "")
+        .parent()
+        .unwrap()
+        .join("state");
+    let s = Serve::start(&dir);
+    let answers = s.raw(&[
+        "Action=DescribeRegions&Version=2016-11-15",
+        "Action=LaunchRockets&Version=2016-11-15",
+        "Version=2016-11-15",
+        "Action=DescribeRegions",
+        "Action=DescribeVpcs&Action=DeleteVpc&Version=2016-11-15",
+        "Action=CreateVpc&Version=2016-11-15",
+        "Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0%2F99",
+        "Action=CreateVpc&Version=2016-11-15&CidrBlock=%zz%%&=&&==",
+        "\u{1}\u{2}binary\u{7f}&&&===",
+        "Action=DescribeVpcs&Version=2016-11-15&VpcId.99999999999999999999=vpc-1",
+        "Action=DescribeAvailabilityZones&Version=2016-11-15&Filter.1.Name=no-such-filter&Filter.1.Value.1=x",
+        "Action=RunInstances&Version=2016-11-15&ImageId=ami-1&MinCount=1&MaxCount=1000000",
+        "over-1-MiB",
+    ]);
+    let expected = [
+        "200 ok",
+        "400 InvalidAction",
+        "400 MissingParameter",
+        "400 MissingParameter",
+        "400 InvalidParameterValue",
+        "400 MissingParameter",
+        "400 InvalidParameterValue",
+        "400 InvalidParameterValue",
+        "400 MissingParameter",
+        "400 InvalidParameterValue",
+        "400 InvalidParameterValue",
+        "400 InvalidParameterValue",
+        "413 InvalidParameterValue",
+    ];
+    assert_eq!(answers, expected);
+    // A few hundred calls at once: every one answered, none lost.
+    let answers = s.raw(&["parallel"]);
+    assert_eq!(answers, ["['200 ok'] 300"]);
+    assert_eq!(
+        s.raw(&["Action=DescribeRegions&Version=2016-11-15"]),
+        ["200 ok"],
+        "serve still answers"
+    );
+}
+
+#[test]
+fn every_other_action_through_the_aws_cli() {
+    require_root!();
+    if !have("aws", "--version") {
+        eprintln!("skipped: the aws CLI is missing (run `sudo scripts/setup.sh --test`)");
+        return;
+    }
+    let files = common::Files::new("api-more");
+    let dir = files
+        .write("placeholder", "")
+        .parent()
+        .unwrap()
+        .join("state");
+    let mut s = Serve::start(&dir);
+    let lab = format!("t-ap2-{}", std::process::id() % 100_000);
+    s.labs.push(lab.clone());
+
+    let regions = s.ec2(&["describe-regions", "--query", "Regions[].RegionName"]);
+    assert!(regions.contains("ap-northeast-2"), "{regions}");
+    let vpc = s.ec2(&[
+        "create-vpc",
+        "--cidr-block",
+        "10.1.0.0/16",
+        "--tag-specifications",
+        &format!("ResourceType=vpc,Tags=[{{Key=Name,Value={lab}}}]"),
+        "--query",
+        "Vpc.VpcId",
+    ]);
+    s.ec2(&[
+        "modify-vpc-attribute",
+        "--vpc-id",
+        &vpc,
+        "--enable-dns-hostnames",
+        "{\"Value\":true}",
+    ]);
+    let subnet = |cidr: &str| {
+        s.ec2(&[
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            cidr,
+            "--availability-zone",
+            "ap-northeast-2a",
+            "--query",
+            "Subnet.SubnetId",
+        ])
+    };
+    let public = subnet("10.1.0.0/24");
+    let other = subnet("10.1.1.0/24");
+    s.ec2(&[
+        "modify-subnet-attribute",
+        "--subnet-id",
+        &public,
+        "--map-public-ip-on-launch",
+    ]);
+    let maps = s.ec2(&[
+        "describe-subnets",
+        "--subnet-ids",
+        &public,
+        &other,
+        "--query",
+        "Subnets[].[SubnetId,MapPublicIpOnLaunch]",
+    ]);
+    assert!(
+        maps.contains(&format!("{public}\tTrue")) && maps.contains(&format!("{other}\tFalse")),
+        "{maps}"
+    );
+
+    // Routes: an unattached gateway is refused, then tables are associated, swapped,
+    // and their routes replaced and deleted.
+    let igw = s.ec2(&[
+        "create-internet-gateway",
+        "--query",
+        "InternetGateway.InternetGatewayId",
+    ]);
+    let table = |s: &Serve| {
+        s.ec2(&[
+            "create-route-table",
+            "--vpc-id",
+            &vpc,
+            "--query",
+            "RouteTable.RouteTableId",
+        ])
+    };
+    let first = table(&s);
+    let second = table(&s);
+    let default_route = |action: &str, rt: &str| {
+        vec![
+            action.to_string(),
+            "--route-table-id".into(),
+            rt.to_string(),
+            "--destination-cidr-block".into(),
+            "0.0.0.0/0".into(),
+            "--gateway-id".into(),
+            igw.clone(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    s.fails_with(
+        "Gateway.NotAttached",
+        &args(&default_route("create-route", &first)),
+    );
+    s.fails_with(
+        "Gateway.NotAttached",
+        &[
+            "detach-internet-gateway",
+            "--internet-gateway-id",
+            &igw,
+            "--vpc-id",
+            &vpc,
+        ],
+    );
+    s.fails_with(
+        "MissingParameter",
+        &[
+            "create-route",
+            "--route-table-id",
+            &first,
+            "--gateway-id",
+            &igw,
+        ],
+    );
+    s.ec2(&[
+        "attach-internet-gateway",
+        "--internet-gateway-id",
+        &igw,
+        "--vpc-id",
+        &vpc,
+    ]);
+    s.ec2(&args(&default_route("create-route", &first)));
+    s.ec2(&args(&default_route("create-route", &second)));
+    s.ec2(&args(&default_route("replace-route", &second)));
+    s.ec2(&[
+        "delete-route",
+        "--route-table-id",
+        &second,
+        "--destination-cidr-block",
+        "0.0.0.0/0",
+    ]);
+    s.fails_with(
+        "InvalidRoute.NotFound",
+        &[
+            "delete-route",
+            "--route-table-id",
+            &second,
+            "--destination-cidr-block",
+            "0.0.0.0/0",
+        ],
+    );
+    let routes = s.ec2(&[
+        "describe-route-tables",
+        "--route-table-ids",
+        &second,
+        "--query",
+        "RouteTables[0].Routes[].DestinationCidrBlock",
+    ]);
+    assert_eq!(routes, "10.1.0.0/16", "only the local route is left");
+    let assoc = s.ec2(&[
+        "associate-route-table",
+        "--route-table-id",
+        &second,
+        "--subnet-id",
+        &public,
+        "--query",
+        "AssociationId",
+    ]);
+    s.ec2(&["disassociate-route-table", "--association-id", &assoc]);
+    let assoc = s.ec2(&[
+        "associate-route-table",
+        "--route-table-id",
+        &second,
+        "--subnet-id",
+        &public,
+        "--query",
+        "AssociationId",
+    ]);
+    let assoc = s.ec2(&[
+        "replace-route-table-association",
+        "--association-id",
+        &assoc,
+        "--route-table-id",
+        &first,
+        "--query",
+        "NewAssociationId",
+    ]);
+    let tables = s.ec2(&[
+        "describe-route-tables",
+        "--filters",
+        &format!("Name=association.subnet-id,Values={public}"),
+        "--query",
+        "RouteTables[].[RouteTableId,Associations[0].RouteTableAssociationId]",
+    ]);
+    assert_eq!(tables, format!("{first}\t{assoc}"));
+
+    // Security groups: egress rules added and revoked, rules listed one by one.
+    let sg = |name: &str| {
+        s.ec2(&[
+            "create-security-group",
+            "--group-name",
+            name,
+            "--description",
+            name,
+            "--vpc-id",
+            &vpc,
+            "--query",
+            "GroupId",
+        ])
+    };
+    let web = sg("web");
+    let ssh_anywhere = sg("ssh-anywhere");
+    s.ec2(&[
+        "authorize-security-group-ingress",
+        "--group-id",
+        &web,
+        "--protocol",
+        "tcp",
+        "--port",
+        "22",
+        "--cidr",
+        "203.0.113.10/32",
+    ]);
+    s.ec2(&[
+        "authorize-security-group-ingress",
+        "--group-id",
+        &ssh_anywhere,
+        "--protocol",
+        "tcp",
+        "--port",
+        "22",
+        "--cidr",
+        "0.0.0.0/0",
+    ]);
+    s.ec2(&[
+        "authorize-security-group-egress",
+        "--group-id",
+        &web,
+        "--ip-permissions",
+        "IpProtocol=tcp,FromPort=443,ToPort=443,IpRanges=[{CidrIp=0.0.0.0/0}]",
+    ]);
+    let egress = |s: &Serve| {
+        s.ec2(&[
+            "describe-security-group-rules",
+            "--filters",
+            &format!("Name=group-id,Values={web}"),
+            "--query",
+            "SecurityGroupRules[?IsEgress].[IpProtocol,FromPort,CidrIpv4]",
+        ])
+    };
+    let rules = egress(&s);
+    assert!(
+        rules.contains("tcp\t443\t0.0.0.0/0") && rules.contains("-1\t-1\t0.0.0.0/0"),
+        "{rules}"
+    );
+    s.ec2(&[
+        "revoke-security-group-egress",
+        "--group-id",
+        &web,
+        "--ip-permissions",
+        "IpProtocol=-1,IpRanges=[{CidrIp=0.0.0.0/0}]",
+    ]);
+    assert_eq!(egress(&s), "tcp\t443\t0.0.0.0/0");
+
+    // A key pair made elsewhere, imported: ssh with its private half must work.
+    let key = dir.parent().unwrap().join("imported");
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let fingerprint = s.ec2(&[
+        "import-key-pair",
+        "--key-name",
+        "imported",
+        "--public-key-material",
+        &format!("fileb://{}.pub", key.display()),
+        "--query",
+        "KeyFingerprint",
+    ]);
+    let o = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(format!("{}.pub", key.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&fingerprint),
+        "{fingerprint} vs {}",
+        text(&o)
+    );
+    s.fails_with(
+        "InvalidKeyPair.Duplicate",
+        &[
+            "import-key-pair",
+            "--key-name",
+            "imported",
+            "--public-key-material",
+            &format!("fileb://{}.pub", key.display()),
+        ],
+    );
+    let listed = s.ec2(&[
+        "describe-key-pairs",
+        "--key-names",
+        "imported",
+        "--query",
+        "KeyPairs[].[KeyName,KeyType,KeyFingerprint]",
+    ]);
+    assert_eq!(listed, format!("imported\ted25519\t{fingerprint}"));
+
+    let instance = s.ec2(&[
+        "run-instances",
+        "--image-id",
+        "ami-0c9c942bd7bf113a2",
+        "--key-name",
+        "imported",
+        "--security-group-ids",
+        &web,
+        "--subnet-id",
+        &public,
+        "--query",
+        "Instances[0].InstanceId",
+    ]);
+    s.ec2(&["wait", "instance-running", "--instance-ids", &instance]);
+    let public_ip = |s: &Serve| {
+        s.ec2(&[
+            "describe-instances",
+            "--instance-ids",
+            &instance,
+            "--query",
+            "Reservations[0].Instances[0].PublicIpAddress",
+        ])
+    };
+    let auto_ip = public_ip(&s);
+    assert!(
+        auto_ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "MapPublicIpOnLaunch: {auto_ip}"
+    );
+    let o = ssh(&lab, &key, &auto_ip);
+    assert!(
+        o.status.success(),
+        "ssh with the imported key: {}",
+        text(&o)
+    );
+
+    // An Elastic IP moves onto the instance and off again.
+    let eip = s.ec2(&[
+        "allocate-address",
+        "--domain",
+        "vpc",
+        "--query",
+        "[AllocationId,PublicIp]",
+    ]);
+    let (eip, eip_ip) = eip.split_once('\t').expect("two columns");
+    let association = s.ec2(&[
+        "associate-address",
+        "--instance-id",
+        &instance,
+        "--allocation-id",
+        eip,
+        "--query",
+        "AssociationId",
+    ]);
+    assert_eq!(public_ip(&s), eip_ip);
+    assert!(
+        ssh(&lab, &key, eip_ip).status.success(),
+        "ssh to the Elastic IP"
+    );
+    s.ec2(&["disassociate-address", "--association-id", &association]);
+    // As on AWS, an instance launched with a public IP gets a new one.
+    let after = public_ip(&s);
+    assert!(
+        after != eip_ip && after.parse::<std::net::Ipv4Addr>().is_ok(),
+        "public IP after the disassociation: {after}"
+    );
+    s.ec2(&["release-address", "--allocation-id", eip]);
+
+    // Groups changed on a running instance take effect at once.
+    s.ec2(&[
+        "modify-instance-attribute",
+        "--instance-id",
+        &instance,
+        "--groups",
+        &ssh_anywhere,
+    ]);
+    let groups = s.ec2(&[
+        "describe-instances",
+        "--instance-ids",
+        &instance,
+        "--query",
+        "Reservations[0].Instances[0].SecurityGroups[].GroupId",
+    ]);
+    assert_eq!(groups, ssh_anywhere);
+
+    // Stop, start and reboot, with the CLI's waiters.
+    s.ec2(&["stop-instances", "--instance-ids", &instance]);
+    s.ec2(&["wait", "instance-stopped", "--instance-ids", &instance]);
+    s.ec2(&["start-instances", "--instance-ids", &instance]);
+    s.ec2(&["wait", "instance-running", "--instance-ids", &instance]);
+    s.ec2(&["reboot-instances", "--instance-ids", &instance]);
+    s.ec2(&["wait", "instance-running", "--instance-ids", &instance]);
+    let o = ssh(&lab, &key, &public_ip(&s));
+    assert!(
+        o.status.success(),
+        "ssh after stop, start and reboot: {}",
+        text(&o)
+    );
+
+    // Tags on any resource.
+    s.ec2(&[
+        "create-tags",
+        "--resources",
+        &instance,
+        &vpc,
+        "--tags",
+        "Key=env,Value=lab",
+    ]);
+    let tagged = s.ec2(&[
+        "describe-tags",
+        "--filters",
+        "Name=key,Values=env",
+        "--query",
+        "Tags[].ResourceId",
+    ]);
+    let mut tagged: Vec<&str> = tagged.split_whitespace().collect();
+    tagged.sort();
+    let mut both = [instance.as_str(), vpc.as_str()];
+    both.sort();
+    assert_eq!(tagged, both);
+    s.ec2(&["delete-tags", "--resources", &instance, "--tags", "Key=env"]);
+    let tagged = s.ec2(&[
+        "describe-tags",
+        "--filters",
+        "Name=key,Values=env",
+        "--query",
+        "Tags[].ResourceId",
+    ]);
+    assert_eq!(tagged, vpc);
+
+    // Everything deleted again.
+    s.ec2(&["terminate-instances", "--instance-ids", &instance]);
+    s.ec2(&["wait", "instance-terminated", "--instance-ids", &instance]);
+    s.ec2(&["delete-key-pair", "--key-name", "imported"]);
+    for sub in [&public, &other] {
+        s.ec2(&["delete-subnet", "--subnet-id", sub]);
+    }
+    for rt in [&first, &second] {
+        s.ec2(&["delete-route-table", "--route-table-id", rt]);
+    }
+    s.ec2(&[
+        "detach-internet-gateway",
+        "--internet-gateway-id",
+        &igw,
+        "--vpc-id",
+        &vpc,
+    ]);
+    s.ec2(&["delete-internet-gateway", "--internet-gateway-id", &igw]);
+    for g in [&web, &ssh_anywhere] {
+        s.ec2(&["delete-security-group", "--group-id", g]);
+    }
     s.ec2(&["delete-vpc", "--vpc-id", &vpc]);
     assert!(
         common::namespaces_of(&lab).is_empty(),

@@ -49,6 +49,10 @@ pub struct InstanceInfo {
     pub launch_time: i64,
     #[serde(default)]
     pub user_data: Option<String>,
+    /// Launched with a public IP (asked for, or its subnet's MapPublicIpOnLaunch): as on
+    /// AWS, it gets a new one when an Elastic IP is disassociated from it.
+    #[serde(default)]
+    pub public_ip_on_launch: bool,
     /// Set once terminated: the instance is gone from its lab, and Describe calls show it
     /// as `terminated` (with these details) as AWS does for a while.
     #[serde(default)]

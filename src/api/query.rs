@@ -38,6 +38,16 @@ impl Params {
     pub fn parse(body: &[u8]) -> ApiResult<Params> {
         let mut map = BTreeMap::new();
         for (k, v) in form_urlencoded::parse(body) {
+            // A list index that is not a number from 1 up would be skipped when the list is
+            // read, and a Describe of `VpcId.99999999999999999999` would answer every VPC.
+            if k.split('.').skip(1).any(|i| {
+                i.bytes().all(|b| b.is_ascii_digit()) && !matches!(i.parse::<u32>(), Ok(1..))
+            }) {
+                return Err(ApiError::invalid(format!(
+                    "The parameter {k} has an invalid list index: indexes are numbers from 1 to {}",
+                    u32::MAX
+                )));
+            }
             if map.insert(k.to_string(), v.to_string()).is_some() {
                 return Err(ApiError::invalid(format!(
                     "The parameter {k} is given more than once"
@@ -245,6 +255,16 @@ mod tests {
         assert_eq!(p.action().unwrap_err().code, "MissingParameter");
         let p = Params::parse(b"DryRun=maybe").unwrap();
         assert_eq!(p.dry_run().unwrap_err().code, "InvalidParameterValue");
+        for bad in [
+            &b"VpcId.99999999999999999999=vpc-1"[..],
+            b"VpcId.0=vpc-1",
+            b"Filter.1.Value.=x",
+        ] {
+            let e = Params::parse(bad).unwrap_err();
+            assert_eq!(e.code, "InvalidParameterValue", "{e}");
+        }
+        let p = Params::parse(b"VpcId.4294967295=vpc-1&Filter.1.Name=a.1").unwrap();
+        assert_eq!(p.list("VpcId"), ["vpc-1"]);
     }
 
     #[test]

@@ -10,7 +10,10 @@ use super::xml::X;
 use crate::lab::{self, Running, state};
 use crate::plan::aws_id;
 use crate::topology::{self, InternetHost, Lab, Loaded, Source, export};
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 pub struct Service {
     pub account: Account,
@@ -18,6 +21,34 @@ pub struct Service {
     pub internet: Vec<InternetHost>,
     /// The 12-digit account number answers show as `ownerId`.
     pub owner_id: String,
+    /// Each running lab as last read, with the stamp of the state file it was read from.
+    /// Reading a lab means validating its text and compiling its plan, milliseconds for
+    /// the built-in lab and far more for big ones, and every Describe looks at every lab;
+    /// every change of a lab (an apply, a stop, a `vpclab` command run beside serve)
+    /// writes its state file anew, so an unchanged stamp means an unchanged lab.
+    read: RefCell<HashMap<String, (Stamp, Arc<Running>)>>,
+}
+
+/// What identifies one version of a state file: it is replaced by a rename on every
+/// save, so its inode changes with its times and size.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(lab: &str) -> Option<Stamp> {
+        let m = std::fs::metadata(state::file(lab)).ok()?;
+        Some(Stamp {
+            inode: m.ino(),
+            size: m.size(),
+            modified: (m.mtime(), m.mtime_nsec()),
+            changed: (m.ctime(), m.ctime_nsec()),
+        })
+    }
 }
 
 /// What a call is answered with: the members of `<ActionResponse>`.
@@ -49,14 +80,31 @@ impl Service {
             account,
             internet,
             owner_id: format!("{:012}", h % 1_000_000_000_000),
+            read: RefCell::new(HashMap::new()),
         }
     }
 
     /// Every lab up on this machine in `region`, however it was made.
-    pub fn labs(&self, region: &str) -> Vec<Running> {
-        state::labs()
+    pub fn labs(&self, region: &str) -> Vec<Arc<Running>> {
+        let names = state::labs();
+        let mut read = self.read.borrow_mut();
+        read.retain(|name, _| names.contains(name));
+        names
             .iter()
-            .filter_map(|n| lab::running(Some(n)).ok())
+            .filter_map(|name| {
+                let stamp = Stamp::of(name)?;
+                if let Some((s, r)) = read.get(name)
+                    && *s == stamp
+                {
+                    return Some(r.clone());
+                }
+                let r = Arc::new(lab::running(Some(name)).ok()?);
+                // A state file replaced while it was read is read again next time.
+                if Stamp::of(name) == Some(stamp) {
+                    read.insert(name.clone(), (stamp, r.clone()));
+                }
+                Some(r)
+            })
             .filter(|r| r.file_lab.region == region)
             .collect()
     }
@@ -66,13 +114,13 @@ impl Service {
         &self,
         region: &str,
         matches: impl Fn(&Running) -> Option<T>,
-    ) -> Option<(Running, T)> {
+    ) -> Option<(Arc<Running>, T)> {
         self.labs(region)
             .into_iter()
             .find_map(|r| matches(&r).map(|t| (r, t)))
     }
 
-    pub fn vpc(&self, region: &str, id: &str) -> ApiResult<Running> {
+    pub fn vpc(&self, region: &str, id: &str) -> ApiResult<Arc<Running>> {
         self.find(region, |r| (vpc_id(&r.file_lab) == id).then_some(()))
             .map(|(r, _)| r)
             .ok_or_else(|| ApiError::not_found("InvalidVpcID.NotFound", "vpc", id))
@@ -172,16 +220,17 @@ impl Service {
         for k in &lab.key_pairs {
             let from = self.account.key_file(k);
             let to = crate::services::ssh::key_path(&dir, k);
-            if !from.exists() || to.exists() {
+            let public = crate::services::ssh::public_key_path;
+            if !public(&from).exists() || public(&to).exists() {
                 continue;
             }
+            // An imported key pair has no private half here: the caller holds it.
             let copy = || -> anyhow::Result<()> {
                 std::fs::create_dir_all(to.parent().expect("a key path has a folder"))?;
-                std::fs::copy(&from, &to)?;
-                std::fs::copy(
-                    format!("{}.pub", from.display()),
-                    format!("{}.pub", to.display()),
-                )?;
+                if from.exists() {
+                    std::fs::copy(&from, &to)?;
+                }
+                std::fs::copy(public(&from), public(&to))?;
                 Ok(())
             };
             copy().map_err(|e| ApiError::internal(format!("stage key pair {k}: {e:#}")))?;

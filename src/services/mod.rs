@@ -70,14 +70,15 @@ impl Spec {
 
 /// Creates the lab's key pairs that don't exist yet (like the console's "Create key pair":
 /// a .pem file with mode 0600) and returns their paths. A key pair, once made, is kept: an
-/// edited lab adds new ones, its instances keep theirs.
+/// edited lab adds new ones, its instances keep theirs. A key is there when its public half
+/// is: one imported through the EC2 API has no private half on this machine.
 pub fn key_pairs(lab: &Lab, state_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     std::thread::scope(|s| {
         let jobs: Vec<_> = lab
             .key_pairs
             .iter()
             .map(|k| (k, ssh::key_path(state_dir, k)))
-            .filter(|(_, path)| !path.exists())
+            .filter(|(_, path)| !ssh::public_key_path(path).exists())
             .map(|(k, path)| {
                 s.spawn(move || {
                     ssh::keygen(&path, &format!("{k}@vpclab-{}", lab.name))?;

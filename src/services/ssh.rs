@@ -29,8 +29,13 @@ pub fn keygen(path: &Path, comment: &str) -> Result<()> {
         .with_context(|| format!("write {}", public.display()))
 }
 
+/// Where the public half of the key at `private` is.
+pub fn public_key_path(private: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pub", private.display()))
+}
+
 pub fn public_key(private: &Path) -> Result<String> {
-    let p = PathBuf::from(format!("{}.pub", private.display()));
+    let p = public_key_path(private);
     std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))
 }
 

@@ -14,6 +14,7 @@ use crate::lab::Running;
 use crate::plan::aws_id;
 use crate::topology::{ElasticIp, NatGateway, PublicIp, RouteTarget};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 impl Service {
     pub fn create_internet_gateway(&mut self, p: &Params) -> Answer {
@@ -140,7 +141,7 @@ impl Service {
     }
 
     /// The lab an internet gateway is attached to, and its name there.
-    fn attached_igw(&self, region: &str, igw: &str) -> Option<(Running, String)> {
+    fn attached_igw(&self, region: &str, igw: &str) -> Option<(Arc<Running>, String)> {
         self.find(region, |r| {
             r.file_lab
                 .internet_gateway
@@ -441,8 +442,21 @@ impl Service {
                 format!("The association ID '{assoc}' does not exist"),
             ));
         };
+        let auto = self
+            .account
+            .data
+            .instances
+            .get(&r.file_lab.instances[x].id)
+            .is_some_and(|i| i.public_ip_on_launch);
         self.change(&r, p.dry_run()?, |lab| {
-            lab.instances[x].public_ip = PublicIp::None;
+            lab.instances[x].public_ip = if auto {
+                // `auto` in the lab file: validation hands out a new address.
+                PublicIp::Auto {
+                    address: std::net::Ipv4Addr::UNSPECIFIED,
+                }
+            } else {
+                PublicIp::None
+            };
             edit::remove_elastic_ip(lab, e);
             Ok(())
         })?;
@@ -505,7 +519,7 @@ impl Service {
         Ok(X::new("body").child(x))
     }
 
-    pub fn nat_gateway(&self, region: &str, id: &str) -> ApiResult<(Running, usize)> {
+    pub fn nat_gateway(&self, region: &str, id: &str) -> ApiResult<(Arc<Running>, usize)> {
         self.find(region, |r| {
             r.file_lab
                 .nat_gateways

@@ -4,7 +4,7 @@
 //! removes it from the lab. Image and type are recorded, not modelled.
 
 use super::edit;
-use crate::api::account::{InstanceInfo, KeyPair, Terminated, new_id};
+use crate::api::account::{InstanceInfo, KeyPair, Terminated, new_id, write_atomic};
 use crate::api::error::{ApiError, ApiResult};
 use crate::api::query::Params;
 use crate::api::service::{Answer, Service, dry_run_error, filtered, ok, tag_filter, vpc_id};
@@ -13,7 +13,9 @@ use crate::api::xml::X;
 use crate::lab::{self, Running};
 use crate::plan::aws_id;
 use crate::topology::{Instance, PublicIp, Service as Svc};
+use base64ct::Encoding;
 use std::process::Command;
+use std::sync::Arc;
 
 /// The tag that names an instance's services (`ssh,http,https`).
 pub const SERVICES_TAG: &str = "vpclab:services";
@@ -77,6 +79,65 @@ impl Service {
             .text("keyName", &name)
             .text("keyFingerprint", fingerprint)
             .text("keyMaterial", material)
+            .text("keyPairId", &id)
+            .list("tagSet", self.tag_set(&id, "")))
+    }
+
+    /// ImportKeyPair: the caller keeps the private half; instances launched with the key
+    /// trust the public one, which is all a lab needs of a key it did not make.
+    pub fn import_key_pair(&mut self, p: &Params) -> Answer {
+        let name = p.require("KeyName")?.to_string();
+        check_key_name(&name)?;
+        let encoded = p.require("PublicKeyMaterial")?;
+        if self.account.data.key_pairs.contains_key(&name) {
+            return Err(ApiError::new(
+                "InvalidKeyPair.Duplicate",
+                format!("The keypair '{name}' already exists."),
+            ));
+        }
+        let public = public_key_material(encoded)?;
+        let key_type = match public.algorithm() {
+            ssh_key::Algorithm::Rsa { .. } => "rsa",
+            ssh_key::Algorithm::Ed25519 => "ed25519",
+            other => {
+                return Err(ApiError::new(
+                    "InvalidKey.Format",
+                    format!("{other} keys are not supported; import an rsa or ed25519 key"),
+                ));
+            }
+        };
+        let tags = p.tag_specifications("key-pair")?;
+        if p.dry_run()? {
+            return Err(dry_run_error());
+        }
+        let path = self.account.key_file(&name);
+        // Only the public half exists: a private key left by an earlier pair of this name
+        // would not match it.
+        let _ = std::fs::remove_file(&path);
+        let line = public
+            .to_openssh()
+            .map_err(|e| ApiError::internal(format!("encode the public key: {e}")))?;
+        write_atomic(
+            std::path::Path::new(&format!("{}.pub", path.display())),
+            format!("{line}\n").as_bytes(),
+        )
+        .map_err(|e| ApiError::internal(format!("{e:#}")))?;
+        let fingerprint = public.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+        let id = new_id("key")?;
+        self.account.data.key_pairs.insert(
+            name.clone(),
+            KeyPair {
+                id: id.clone(),
+                fingerprint: fingerprint.clone(),
+                key_type: key_type.to_string(),
+                created: lab::state::now() as i64,
+            },
+        );
+        self.set_tags(&id, &tags);
+        self.save()?;
+        Ok(X::new("body")
+            .text("keyName", &name)
+            .text("keyFingerprint", fingerprint)
             .text("keyPairId", &id)
             .list("tagSet", self.tag_set(&id, "")))
     }
@@ -146,7 +207,7 @@ impl Service {
     }
 
     /// The lab and index of instance `id`.
-    pub fn instance(&self, region: &str, id: &str) -> ApiResult<(Running, usize)> {
+    pub fn instance(&self, region: &str, id: &str) -> ApiResult<(Arc<Running>, usize)> {
         self.find(region, |r| {
             r.file_lab.instances.iter().position(|i| i.id == id)
         })
@@ -321,6 +382,7 @@ impl Service {
                     instance_type: instance_type.clone(),
                     launch_time: now,
                     user_data: user_data.clone(),
+                    public_ip_on_launch: public,
                     terminated: None,
                 },
             );
@@ -527,7 +589,7 @@ impl Service {
         if ids.is_empty() {
             return Err(ApiError::missing("InstanceId"));
         }
-        let found: Vec<(Running, usize)> = ids
+        let found: Vec<(Arc<Running>, usize)> = ids
             .iter()
             .map(|id| self.instance(region, id))
             .collect::<ApiResult<_>>()?;
@@ -631,6 +693,7 @@ impl Service {
                     instance_type: "t2.micro".into(),
                     launch_time: r.state.created as i64,
                     user_data: None,
+                    public_ip_on_launch: false,
                     terminated: None,
                 });
             info.terminated = Some(record);
@@ -728,6 +791,21 @@ fn check_key_name(name: &str) -> ApiResult<()> {
     }
 }
 
+/// ImportKeyPair's `PublicKeyMaterial`: base64 (the SDKs encode the blob) of a public key
+/// in OpenSSH's one-line format, as `ssh-keygen` writes it to `NAME.pub`.
+fn public_key_material(encoded: &str) -> ApiResult<ssh_key::PublicKey> {
+    let invalid = |why: String| {
+        ApiError::new(
+            "InvalidKey.Format",
+            format!("Key is not in valid OpenSSH public key format: {why}"),
+        )
+    };
+    let bytes = base64ct::Base64::decode_vec(encoded.trim())
+        .map_err(|_| invalid("PublicKeyMaterial is not base64".into()))?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid("not text".into()))?;
+    ssh_key::PublicKey::from_openssh(text.trim()).map_err(|e| invalid(e.to_string()))
+}
+
 fn run(cmd: &mut Command) -> ApiResult<String> {
     let out = cmd.output().map_err(|e| {
         ApiError::internal(format!(
@@ -757,5 +835,23 @@ mod tests {
         assert!(check_key_name("aws-study").is_ok());
         assert!(check_key_name("../etc/passwd").is_err());
         assert!(check_key_name("a/b").is_err());
+    }
+
+    #[test]
+    fn imported_public_keys_are_base64_of_an_openssh_line() {
+        let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMj/veh9BlUrXCxUICI535jvpNfP0HWjuVltAjFsuV+/ me@laptop";
+        let key = public_key_material(&base64ct::Base64::encode_string(line.as_bytes())).unwrap();
+        assert_eq!(key.algorithm(), ssh_key::Algorithm::Ed25519);
+        for bad in [
+            "not base64!".to_string(),
+            base64ct::Base64::encode_string(b"ssh-ed25519 truncated"),
+            base64ct::Base64::encode_string(&[0xff, 0xfe]),
+        ] {
+            assert_eq!(
+                public_key_material(&bad).unwrap_err().code,
+                "InvalidKey.Format",
+                "{bad}"
+            );
+        }
     }
 }

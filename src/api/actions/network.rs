@@ -14,6 +14,7 @@ use crate::topology::{
     aws, export,
 };
 use ipnet::Ipv4Net;
+use std::sync::Arc;
 
 /// Where the EC2 API's VPCs take public addresses from (RFC 5737, TEST-NET-2).
 pub const PUBLIC_POOL: &str = "198.51.100.0/24";
@@ -181,7 +182,7 @@ impl Service {
 
     pub fn describe_vpcs(&self, p: &Params, region: &str) -> Answer {
         let asked = p.list("VpcId");
-        let labs: Vec<Running> = self
+        let labs: Vec<Arc<Running>> = self
             .labs(region)
             .into_iter()
             .filter(|r| asked.is_empty() || asked.contains(&vpc_id(&r.file_lab)))
@@ -318,7 +319,7 @@ impl Service {
     }
 
     /// The lab and index of subnet `id`.
-    pub fn subnet(&self, region: &str, id: &str) -> ApiResult<(Running, usize)> {
+    pub fn subnet(&self, region: &str, id: &str) -> ApiResult<(Arc<Running>, usize)> {
         self.find(region, |r| {
             r.file_lab
                 .subnets
@@ -365,7 +366,7 @@ impl Service {
                 all.push((r.file_lab.name.clone(), i));
             }
         }
-        let labs: Vec<Running> = self.labs(region);
+        let labs: Vec<Arc<Running>> = self.labs(region);
         let lab_of = |name: &str| {
             labs.iter()
                 .find(|r| r.file_lab.name == name)

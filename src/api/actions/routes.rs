@@ -11,6 +11,7 @@ use crate::lab::Running;
 use crate::plan::aws_id;
 use crate::topology::{Lab, Route, RouteTable, RouteTarget};
 use ipnet::Ipv4Net;
+use std::sync::Arc;
 
 impl Service {
     pub fn create_route_table(&mut self, p: &Params, region: &str) -> Answer {
@@ -35,7 +36,7 @@ impl Service {
         Ok(X::new("body").child(self.route_table_xml(&r, t, "routeTable")))
     }
 
-    pub fn route_table(&self, region: &str, id: &str) -> ApiResult<(Running, usize)> {
+    pub fn route_table(&self, region: &str, id: &str) -> ApiResult<(Arc<Running>, usize)> {
         self.find(region, |r| {
             r.file_lab
                 .route_tables
@@ -223,7 +224,7 @@ impl Service {
     }
 
     /// The lab and subnet index of a route table association.
-    fn association(&self, region: &str, id: &str) -> ApiResult<(Running, usize)> {
+    fn association(&self, region: &str, id: &str) -> ApiResult<(Arc<Running>, usize)> {
         self.find(region, |r| {
             r.file_lab.subnets.iter().position(|s| {
                 s.route_table != 0 && aws_id("rtbassoc", &r.file_lab.name, &s.name) == id

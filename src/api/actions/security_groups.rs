@@ -9,6 +9,7 @@ use crate::api::xml::X;
 use crate::lab::Running;
 use crate::plan::aws_id;
 use crate::topology::{Lab, Peer, Protocol, SecurityGroup, SgRule, aws, export};
+use std::sync::Arc;
 
 impl Service {
     pub fn create_security_group(&mut self, p: &Params, region: &str) -> Answer {
@@ -52,7 +53,7 @@ impl Service {
     }
 
     /// The lab and index of a group given by `GroupId` (or by `GroupName` in a VPC).
-    pub fn security_group(&self, region: &str, id: &str) -> ApiResult<(Running, usize)> {
+    pub fn security_group(&self, region: &str, id: &str) -> ApiResult<(Arc<Running>, usize)> {
         self.find(region, |r| {
             r.file_lab
                 .security_groups
@@ -67,7 +68,7 @@ impl Service {
         })
     }
 
-    fn group_param(&self, p: &Params, region: &str) -> ApiResult<(Running, usize)> {
+    fn group_param(&self, p: &Params, region: &str) -> ApiResult<(Arc<Running>, usize)> {
         match (p.get("GroupId"), p.get("GroupName")) {
             (Some(id), _) => self.security_group(region, id),
             (None, Some(name)) => self
