@@ -241,12 +241,7 @@ impl Service {
         let lab_name = r.file_lab.name.clone();
         let mut group_indexes = Vec::new();
         for g in &groups {
-            let i = r
-                .file_lab
-                .security_groups
-                .iter()
-                .position(|x| aws_id("sg", &lab_name, &x.name) == *g);
-            group_indexes.push(i.ok_or_else(|| {
+            group_indexes.push(group_by_id(&r.file_lab, g).ok_or_else(|| {
                 ApiError::new(
                     "InvalidGroup.NotFound",
                     format!(
@@ -718,15 +713,9 @@ impl Service {
             ));
         }
         let (r, i) = self.instance(region, &id)?;
-        let lab_name = r.file_lab.name.clone();
         let mut indexes = Vec::new();
         for g in &groups {
-            let idx = r
-                .file_lab
-                .security_groups
-                .iter()
-                .position(|x| aws_id("sg", &lab_name, &x.name) == *g);
-            indexes.push(idx.ok_or_else(|| {
+            indexes.push(group_by_id(&r.file_lab, g).ok_or_else(|| {
                 ApiError::new(
                     "InvalidGroup.NotFound",
                     format!("The security group '{g}' does not exist"),
@@ -739,6 +728,13 @@ impl Service {
         })?;
         Ok(ok())
     }
+}
+
+/// The lab's security group with EC2 ID `id`.
+fn group_by_id(lab: &crate::topology::Lab, id: &str) -> Option<usize> {
+    lab.security_groups
+        .iter()
+        .position(|x| aws_id("sg", &lab.name, &x.name) == id)
 }
 
 fn state_change(id: &str, current: (u8, &str), previous: (u8, &str)) -> X {

@@ -93,12 +93,7 @@ impl Service {
         let rules = rules_of(p, &r.file_lab, inbound)?;
         let group_id = aws_id("sg", &r.file_lab.name, &r.file_lab.security_groups[g].name);
         self.change(&r, p.dry_run()?, |lab| {
-            let group = &mut lab.security_groups[g];
-            let list = if inbound {
-                &mut group.inbound
-            } else {
-                &mut group.outbound
-            };
+            let list = rules_mut(&mut lab.security_groups[g], inbound);
             for rule in &rules {
                 if list.iter().any(|x| same_traffic(x, rule)) {
                     return Err(ApiError::new(
@@ -157,12 +152,7 @@ impl Service {
             v
         };
         self.change(&r, p.dry_run()?, |lab| {
-            let group = &mut lab.security_groups[g];
-            let list = if inbound {
-                &mut group.inbound
-            } else {
-                &mut group.outbound
-            };
+            let list = rules_mut(&mut lab.security_groups[g], inbound);
             for rule in &rules {
                 let Some(i) = list.iter().position(|x| same_traffic(x, rule)) else {
                     return Err(ApiError::new(
@@ -521,4 +511,13 @@ fn rule_id(lab: &Lab, group: &str, rule: &SgRule, egress: bool) -> String {
         peer_text(&rule.peer)
     );
     aws_id("sgr", &lab.name, &key)
+}
+
+/// A group's inbound or outbound rules, as the call's direction picks.
+fn rules_mut(group: &mut SecurityGroup, inbound: bool) -> &mut Vec<SgRule> {
+    if inbound {
+        &mut group.inbound
+    } else {
+        &mut group.outbound
+    }
 }
